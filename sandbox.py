@@ -1,0 +1,2561 @@
+#!/usr/bin/env python3
+"""Run a program in an unprivileged, hardened Linux container.
+
+One file, CPython 3.8+ standard library and ctypes only: copy it into a
+project and ``import sandbox``, or run ``python3 sandbox.py -- COMMAND``.
+
+The container gets new user, PID, mount, IPC, UTS, cgroup and (unless
+FAllowNet) network namespaces, a root file system assembled from an ordered
+list of operations (``Ops``), no capabilities, no_new_privs and a seccomp
+filter compiled to BPF by this module.
+
+Layout, top-down: kernel constants and the ctypes binding; the seccomp
+compiler (syscall table, rules, BPF code generation, interpreter,
+disassembler); mountinfo parsing; the operations; the container's init;
+the helper process that forks containers; the parent-side Container and
+run(); the command line.
+"""
+
+import ctypes
+import enum
+import errno
+import fcntl
+import gc
+import marshal
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Container", "Ops", "Op", "Bind", "Proc", "Dev", "Mqueue", "Tmpfs",
+    "Link", "Mkdir", "Place", "run", "default_ops", "SandboxError",
+    "HardeningFlags", "SyscallOpts", "seccomp_filter", "seccomp_load",
+    "bpf_run", "bpf_disasm",
+    "FSyscallCompat", "FAllowDevel", "FAllowUserns", "FAllowTTY", "FAllowNet",
+    "FlagExt", "FlagDenyNS", "FlagDenyTTY", "FlagDenyDevel", "FlagMultiarch",
+    "FlagLinux32", "FlagCan", "FlagBluetooth",
+    "BindOptional", "BindWritable", "BindDevice",
+]
+
+
+class SandboxError(OSError):
+    """A sandbox could not be built or run; ``str()`` names the step and path."""
+
+    def __init__(self, message, err=0):
+        super().__init__(err or None, message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.errno or 0))
+
+
+def _fail(message, err=0):
+    if err:
+        message = "%s: %s" % (message, os.strerror(err))
+    raise SandboxError(message, err)
+
+
+# ---------------------------------------------------------------------------
+# Kernel constants and the ctypes binding.
+#
+# Everything the container needs from the kernel that os/socket do not offer
+# (clone with namespace flags, mount, pivot_root, prctl, capset, seccomp) goes
+# through libc's syscall(2) with numbers for the host architecture.
+# ---------------------------------------------------------------------------
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+SECCOMP_MODE_FILTER = 2
+CAP_SYS_ADMIN = 21
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# Syscalls the runtime makes itself; the unified numbers (>= 403) are the same
+# on every architecture.
+_HOST_SYSCALLS = {
+    # machine: (clone, pivot_root, capset)
+    "x86_64": (56, 155, 126),
+    "i386": (120, 217, 185),
+    "aarch64": (220, 41, 91),
+    "arm": (120, 218, 185),
+}
+SYS_close_range = 436
+
+
+def _host_arch():
+    machine = os.uname().machine
+    if machine in ("i386", "i486", "i586", "i686"):
+        return "i386"
+    if machine.startswith("arm") and machine != "arm64":
+        return "arm"
+    return {"arm64": "aarch64"}.get(machine, machine)
+
+
+HOST_ARCH = _host_arch()
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_ulong, ctypes.c_void_p)
+_libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
+_libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong, ctypes.c_ulong)
+
+
+def _check(ret, what):
+    if ret < 0:
+        _fail(what, ctypes.get_errno())
+    return ret
+
+
+def _prctl(option, arg2=0, arg3=0, what="prctl"):
+    return _check(_libc.prctl(option, arg2, arg3, 0, 0), what)
+
+
+def _mount(source, target, fstype, flags, data, what):
+    _check(_libc.mount(source and os.fsencode(source), os.fsencode(target),
+                       fstype and fstype.encode(), flags,
+                       data and data.encode()), what)
+
+
+def _syscall_numbers():
+    try:
+        return _HOST_SYSCALLS[HOST_ARCH]
+    except KeyError:
+        return (None, None, None)
+
+
+SYS_clone, SYS_pivot_root, SYS_capset = _syscall_numbers()
+
+
+def _pivot_root(new_root, put_old, what="pivot_root"):
+    _check(_libc.syscall(SYS_pivot_root, os.fsencode(new_root),
+                         os.fsencode(put_old)), what)
+
+
+def _close_fds_from(lowest, keep=()):
+    """Close every fd >= lowest except those in keep (close_range when the
+    kernel has it: one syscall instead of one per possible fd)."""
+    if not keep and _libc.syscall(SYS_close_range, lowest, 0xFFFFFFFF, 0) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= lowest and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------
+# Seccomp: syscall table, policy rules, BPF compiler, interpreter, disassembler.
+#
+# The policy is a list of Rule(syscall name, action, conditions).  The compiler
+# turns it into classic BPF with libseccomp's decisions: architecture checked
+# first, 64-bit argument comparisons on two 32-bit halves, names an
+# architecture lacks skipped.  Dispatch on the syscall number is a search tree
+# over sorted number ranges, weighted so that the common case (a number no
+# rule names) leaves it after few tests.
+# ---------------------------------------------------------------------------
+
+class HardeningFlags(enum.IntFlag):
+    FSyscallCompat = 1
+    FAllowDevel = 2
+    FAllowUserns = 4
+    FAllowTTY = 8
+    FAllowNet = 16
+
+
+class SyscallOpts(enum.IntFlag):
+    FlagVerbose = 1          # reserved
+    FlagExt = 2
+    FlagDenyNS = 4
+    FlagDenyTTY = 8
+    FlagDenyDevel = 16
+    FlagMultiarch = 32
+    FlagLinux32 = 64
+    FlagCan = 128
+    FlagBluetooth = 256
+
+
+globals().update(HardeningFlags.__members__)
+globals().update(SyscallOpts.__members__)
+_SYSCALL_OPTS_MASK = 0x1FF
+
+AUDIT_ARCH = {"x86_64": 0xC000003E, "i386": 0x40000003,
+              "aarch64": 0xC00000B7, "arm": 0x40000028}
+_ARCH_BITS = {"x86_64": 64, "i386": 32, "aarch64": 64, "arm": 32}
+_COMPAT_ARCH = {"x86_64": "i386", "aarch64": "arm"}
+_X32_SYSCALL_BIT = 0x40000000
+
+# Numbers from the kernel's tables (arch/x86/entry/syscalls/syscall_{64,32}.tbl,
+# include/uapi/asm-generic/unistd.h, arch/arm/tools/syscall.tbl, EABI); "-"
+# where the architecture has no such call.  Only what the policy names.
+_SYSCALL_TABLE = """
+name             x86_64 i386 aarch64 arm
+syslog             103   103   116   103
+uselib             134    86    -     86
+acct               163    51    89    51
+quotactl           179   131    60   131
+add_key            248   286   217   309
+keyctl             250   288   219   311
+request_key        249   287   218   310
+move_pages         279   317   239   344
+mbind              237   274   235   319
+get_mempolicy      239   275   236   320
+set_mempolicy      238   276   237   321
+migrate_pages      256   294   238   400
+adjtimex           159   124   171   124
+clock_adjtime      305   343   266   372
+clock_adjtime64     -    405    -    405
+clock_settime      227   264   112   262
+clock_settime64     -    404    -    404
+settimeofday       164    79   170    79
+delete_module      176   129   106   129
+finit_module       313   350   273   379
+init_module        175   128   105   128
+kexec_file_load    320    -    294   401
+kexec_load         246   283   104   347
+reboot             169    88   142    88
+swapoff            168   115   225   115
+swapon             167    87   224    87
+unshare            272   310    97   337
+setns              308   346   268   375
+mount              165    21    40    21
+umount              -     22    -     -
+umount2            166    52    39    52
+pivot_root         155   217    41   218
+chroot             161    61    51    61
+clone               56   120   220   120
+clone3             435   435   435   435
+open_tree          428   428   428   428
+move_mount         429   429   429   429
+fsopen             430   430   430   430
+fsconfig           431   431   431   431
+fsmount            432   432   432   432
+fspick             433   433   433   433
+mount_setattr      442   442   442   442
+chown               92   182    -    182
+chown32             -    212    -    212
+fchown              93    95    55    95
+fchown32            -    207    -    207
+fchownat           260   298    54   325
+lchown              94    16    -     16
+lchown32            -    198    -    198
+setgid             106    46   144    46
+setgid32            -    214    -    214
+setgroups          116    81   159    81
+setgroups32         -    206    -    206
+setregid           114    71   143    71
+setregid32          -    204    -    204
+setresgid          119   170   149   170
+setresgid32         -    210    -    210
+setresuid          117   164   147   164
+setresuid32         -    208    -    208
+setreuid           113    70   145    70
+setreuid32          -    203    -    203
+setuid             105    23   146    23
+setuid32            -    213    -    213
+ioctl               16    54    29    54
+perf_event_open    298   336   241   364
+ptrace             101    26   117    26
+personality        135   136    92   136
+modify_ldt         154   123    -     -
+subpage_prot        -     -     -     -
+switch_endian       -     -     -     -
+vm86                -    166    -     -
+vm86old             -    113    -     -
+socket              41   359   198   281
+"""
+
+
+def _parse_syscall_table(text):
+    lines = text.split("\n")[2:-1]
+    columns = text.split("\n")[1].split()[1:]
+    table = {arch: {} for arch in columns}
+    for line in lines:
+        name, *numbers = line.split()
+        for arch, number in zip(columns, numbers):
+            if number != "-":
+                table[arch][name] = int(number)
+    return table
+
+
+SYSCALLS = _parse_syscall_table(_SYSCALL_TABLE)
+
+SECCOMP_RET_KILL_PROCESS = 0x80000000
+SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_ALLOW = 0x7FFF0000
+
+
+def _errno_action(err):
+    return SECCOMP_RET_ERRNO | err
+
+
+# Argument comparisons (libseccomp's SCMP_CMP_*): value and mask are 64-bit.
+CMP_NE, CMP_LT, CMP_LE, CMP_EQ, CMP_GE, CMP_GT, CMP_MASKED_EQ = (
+    "ne", "lt", "le", "eq", "ge", "gt", "masked_eq")
+
+
+class Arg(tuple):
+    """One argument test: ``Arg(index, op, value, mask=0)``."""
+
+    def __new__(cls, index, op, value, mask=0):
+        return tuple.__new__(cls, (index, op, value & (2**64 - 1), mask & (2**64 - 1)))
+
+    index = property(lambda self: self[0])
+    op = property(lambda self: self[1])
+    value = property(lambda self: self[2])
+    mask = property(lambda self: self[3])
+
+
+class Rule(tuple):
+    """``Rule(syscall, action, *args)``: when every Arg holds, return action."""
+
+    def __new__(cls, syscall, action, *args):
+        return tuple.__new__(cls, (syscall, action, args))
+
+    syscall = property(lambda self: self[0])
+    action = property(lambda self: self[1])
+    args = property(lambda self: self[2])
+
+
+AF_CAN = 29
+AF_BLUETOOTH = 31
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
+PER_LINUX = 0
+PER_LINUX32 = 8
+
+
+def _deny(err, *names):
+    return [Rule(name, _errno_action(err)) for name in names]
+
+
+def seccomp_rules(opts):
+    """The policy of SPEC section 4 as a list of Rules (first match wins)."""
+    opts = _check_syscall_opts(opts)
+    rules = _deny(errno.EPERM, "syslog", "uselib", "acct", "quotactl",
+                  "add_key", "keyctl", "request_key", "move_pages", "mbind",
+                  "get_mempolicy", "set_mempolicy", "migrate_pages")
+    if opts & FlagExt:
+        rules += _deny(errno.EPERM, "adjtimex", "clock_adjtime",
+                       "clock_adjtime64", "clock_settime", "clock_settime64",
+                       "settimeofday", "delete_module", "finit_module",
+                       "init_module", "kexec_file_load", "kexec_load",
+                       "reboot", "swapoff", "swapon")
+    if opts & FlagDenyNS:
+        rules += _deny(errno.EPERM, "unshare", "setns", "mount", "umount",
+                       "umount2", "pivot_root", "chroot")
+        rules.append(Rule("clone", _errno_action(errno.EPERM),
+                          Arg(0, CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)))
+        rules += _deny(errno.ENOSYS, "clone3", "open_tree", "move_mount",
+                       "fsopen", "fsconfig", "fsmount", "fspick",
+                       "mount_setattr")
+        if opts & FlagExt:
+            rules += _deny(errno.EPERM, "chown", "chown32", "fchown",
+                           "fchown32", "fchownat", "lchown", "lchown32",
+                           "setgid", "setgid32", "setgroups", "setgroups32",
+                           "setregid", "setregid32", "setresgid",
+                           "setresgid32", "setresuid", "setresuid32",
+                           "setreuid", "setreuid32", "setuid", "setuid32")
+    if opts & FlagDenyTTY:
+        for request in (TIOCSTI, TIOCLINUX):
+            rules.append(Rule("ioctl", _errno_action(errno.EPERM),
+                              Arg(1, CMP_MASKED_EQ, request, 0xFFFFFFFF)))
+    if opts & FlagDenyDevel:
+        rules += _deny(errno.EPERM, "perf_event_open", "ptrace")
+        allowed = PER_LINUX32 if opts & FlagLinux32 else PER_LINUX
+        rules.append(Rule("personality", _errno_action(errno.EPERM),
+                          Arg(0, CMP_NE, allowed)))
+    if not opts & FlagMultiarch:
+        rules += _deny(errno.EPERM, "modify_ldt")
+        if opts & FlagExt:
+            rules += _deny(errno.ENOSYS, "subpage_prot", "switch_endian",
+                           "vm86", "vm86old")
+    allowed = [socket.AF_UNSPEC, socket.AF_UNIX, socket.AF_INET,
+               socket.AF_INET6, socket.AF_NETLINK]
+    if opts & FlagCan:
+        allowed.append(AF_CAN)
+    if opts & FlagBluetooth:
+        allowed.append(AF_BLUETOOTH)
+    previous = -1
+    for family in sorted(allowed):
+        for denied in range(previous + 1, family):
+            rules.append(Rule("socket", _errno_action(errno.EAFNOSUPPORT),
+                              Arg(0, CMP_EQ, denied)))
+        previous = family
+    rules.append(Rule("socket", _errno_action(errno.EAFNOSUPPORT),
+                      Arg(0, CMP_GE, previous + 1)))
+    return rules
+
+
+def _check_syscall_opts(opts):
+    if not isinstance(opts, int) or opts < 0 or opts & ~_SYSCALL_OPTS_MASK:
+        raise SandboxError("seccomp: invalid syscall options %r" % (opts,), errno.EINVAL)
+    return opts
+
+
+def _check_arch(arch):
+    arch = HOST_ARCH if arch is None else arch
+    if arch not in AUDIT_ARCH:
+        raise SandboxError("seccomp: unsupported architecture %r (one of %s)"
+                           % (arch, ", ".join(sorted(AUDIT_ARCH))), errno.EINVAL)
+    return arch
+
+
+# -- BPF instructions -------------------------------------------------------
+
+BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_RET, BPF_MISC = range(8)
+BPF_W, BPF_H, BPF_B = 0x00, 0x08, 0x10
+BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_LEN = 0x00, 0x20, 0x40, 0x60, 0x80
+BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH = (
+    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70)
+BPF_NEG, BPF_MOD, BPF_XOR = 0x80, 0x90, 0xA0
+BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET = 0x00, 0x10, 0x20, 0x30, 0x40
+BPF_K, BPF_X, BPF_A = 0x00, 0x08, 0x10
+BPF_TAX, BPF_TXA = 0x00, 0x80
+
+_OFFSET_NR, _OFFSET_ARCH = 0, 4
+
+
+def _arg_offset(index, high):
+    return 16 + 8 * index + (4 if high else 0)
+
+
+class _Asm:
+    """Instructions with symbolic jump targets; assemble() lays them out and
+    inserts `ja` trampolines where a conditional jump would exceed 255."""
+
+    def __init__(self):
+        self.code = []          # [op, k, jt_label, jf_label] or ("label", name)
+        self.labels = 0
+
+    def label(self):
+        self.labels += 1
+        return self.labels
+
+    def place(self, label):
+        self.code.append(("label", label))
+
+    def ins(self, op, k=0, jt=None, jf=None):
+        self.code.append([op, k, jt, jf])
+
+    def load(self, offset):
+        self.ins(BPF_LD | BPF_W | BPF_ABS, offset)
+
+    def ret(self, action):
+        self.ins(BPF_RET | BPF_K, action)
+
+    def assemble(self):
+        code = self.code
+        while True:
+            where, index = {}, 0
+            for item in code:
+                if item[0] == "label":
+                    where[item[1]] = index
+                else:
+                    index += 1
+            out, index, patched = [], 0, None
+            for position, item in enumerate(code):
+                if item[0] == "label":
+                    continue
+                op, k, jt, jf = item
+                if op & 7 == BPF_JMP and op != BPF_JMP | BPF_JA:
+                    offsets = [0 if t is None else where[t] - index - 1 for t in (jt, jf)]
+                    if max(offsets) > 255:
+                        patched = position
+                        break
+                    out.append(struct.pack("<HBBI", op, offsets[0], offsets[1], k))
+                elif op == BPF_JMP | BPF_JA:
+                    out.append(struct.pack("<HBBI", op, 0, 0, where[k] - index - 1))
+                else:
+                    out.append(struct.pack("<HBBI", op, 0, 0, k))
+                index += 1
+            if patched is None:
+                return b"".join(out)
+            self._trampoline(patched, where)
+
+    def _trampoline(self, position, where):
+        op, k, jt, jf = self.code[position]
+        fixed, after = [op, k, jt, jf], []
+        for slot, target in ((2, jt), (3, jf)):
+            if target is not None and where[target] - position > 255:
+                hop = self.label()
+                after += [("label", hop), [BPF_JMP | BPF_JA, target, None, None]]
+                fixed[slot] = hop
+        resume = self.label()
+        for slot in (2, 3):
+            if fixed[slot] is None:
+                fixed[slot] = resume
+        self.code[position:position + 1] = [fixed] + after + [("label", resume)]
+
+
+# -- code generation --------------------------------------------------------
+
+_WORD = 0xFFFFFFFF
+# A subtree with at most _CHAIN_MAX marked ranges over at most _CHAIN_WEIGHT of
+# the numbers 0..1023 is scanned linearly: shorter than splitting further,
+# and little slower on the few numbers it covers.
+_CHAIN_MAX = 24
+_CHAIN_WEIGHT = 256
+
+
+def _range_weight(start, end):
+    """Weight of a number range in the search tree: how many of the numbers
+    0..1023 it covers (at least 1), so wide 'allow' ranges sit near the root."""
+    return max(0, min(end, 1023) - start + 1) or 1
+
+
+def _emit_tree(asm, segments):
+    """Code that jumps, for A in [segments[0].start, segments[-1].end], to the
+    label of the segment holding A.  segments: sorted, contiguous
+    (start, end, label) with neighbours of different labels.  Returns the
+    label where the code starts (a leaf's own label when no test is needed)."""
+    if len(segments) == 1:
+        return segments[0][2]
+    lowest, highest = segments[0][0], segments[-1][1]
+
+    def cost(segment):
+        return 1 if segment[0] == segment[1] or lowest in segment or highest in segment[:2] else 2
+
+    best = None
+    for background in {s[2] for s in segments}:
+        special = [s for s in segments if s[2] != background]
+        total = sum(cost(s) for s in special)
+        if best is None or total < best[0]:
+            best = (total, background, special)
+    _, background, special = best
+    if len(special) <= _CHAIN_MAX and (
+            len(special) <= 1 or _range_weight(lowest, highest) <= _CHAIN_WEIGHT):
+        # A linear scan, lowest first: a singleton costs one test, a range
+        # two (one at either end of what this subtree covers).
+        start = asm.label()
+        asm.place(start)
+        for n, (first, last, target) in enumerate(special):
+            after = background if n == len(special) - 1 else None
+            if first == last:
+                asm.ins(BPF_JMP | BPF_JEQ | BPF_K, first, target, after)
+            elif first == lowest:
+                asm.ins(BPF_JMP | BPF_JGT | BPF_K, last, after, target)
+            elif last == highest:
+                asm.ins(BPF_JMP | BPF_JGE | BPF_K, first, target, background)
+            else:
+                above = after or asm.label()
+                asm.ins(BPF_JMP | BPF_JGT | BPF_K, last, above, None)
+                asm.ins(BPF_JMP | BPF_JGE | BPF_K, first, target, background)
+                if after is None:
+                    asm.place(above)
+        return start
+    weights = [_range_weight(s[0], s[1]) for s in segments]
+    total, running, split, best = sum(weights), 0, 1, None
+    for i in range(1, len(segments)):
+        running += weights[i - 1]
+        balance = abs(total - 2 * running)
+        if best is None or balance < best:
+            best, split = balance, i
+    start = asm.label()
+    asm.place(start)
+    jump = [BPF_JMP | BPF_JGE | BPF_K, segments[split][0], None, None]
+    asm.code.append(jump)
+    jump[3] = _emit_tree(asm, segments[:split])
+    jump[2] = _emit_tree(asm, segments[split:])
+    return start
+
+
+def _emit_dispatch(asm, segments):
+    """_emit_tree for A loaded just before: jump to a leaf when no test is
+    needed."""
+    emitted = len(asm.code)
+    target = _emit_tree(asm, segments)
+    if len(asm.code) == emitted:
+        asm.ins(BPF_JMP | BPF_JA, target)
+
+
+def _segments(marks, end, default):
+    """Contiguous (start, end, label) segments over [0, end] from sorted,
+    disjoint marked ranges, `default` between them; equal neighbours merged."""
+    out = []
+    position = 0
+    for start, stop, label in sorted(marks):
+        if start > position:
+            out.append([position, start - 1, default])
+        out.append([start, stop, label])
+        position = stop + 1
+    if position <= end:
+        out.append([position, end, default])
+    merged = []
+    for seg in out:
+        if merged and merged[-1][2] == seg[2] and merged[-1][1] + 1 == seg[0]:
+            merged[-1][1] = seg[1]
+        else:
+            merged.append(seg)
+    return [tuple(s) for s in merged]
+
+
+def _merge_intervals(intervals):
+    merged = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [tuple(iv) for iv in merged]
+
+
+def _value_set(args, bits):
+    """The values for which any of these one-argument tests holds, as a pair
+    of low-word interval lists: for an upper half of zero, and for every
+    non-zero upper half (equal for all of them, or None is returned).  On a
+    32-bit architecture there is no upper half."""
+    top, zero_upper, other_upper = 2**64 - 1, [], []
+    for arg in args:
+        v, op = arg.value, arg.op
+        if op == CMP_MASKED_EQ:
+            if arg.mask != _WORD or v > _WORD:
+                return None
+            zero_upper.append((v, v))
+            other_upper.append((v, v))
+            continue
+        intervals = {CMP_EQ: [(v, v)], CMP_GE: [(v, top)], CMP_GT: [(v + 1, top)],
+                     CMP_LE: [(0, v)], CMP_LT: [(0, v - 1)],
+                     CMP_NE: [(0, v - 1), (v + 1, top)]}[op]
+        for start, end in intervals:
+            if start > end:
+                continue
+            if start <= _WORD:
+                zero_upper.append((start, min(end, _WORD)))
+            if end > _WORD:
+                if (max(start, 2**32), end) != (2**32, top):
+                    if bits == 64:
+                        return None
+                    continue
+                other_upper.append((0, _WORD))
+    return _merge_intervals(zero_upper), _merge_intervals(other_upper)
+
+
+class _Codegen:
+    def __init__(self, asm):
+        self.asm = asm
+        self.returns = {}
+
+    def ret_label(self, action):
+        if action not in self.returns:
+            self.returns[action] = self.asm.label()
+        return self.returns[action]
+
+    def emit_returns(self):
+        for action, label in sorted(self.returns.items(), key=lambda item: item[1]):
+            self.asm.place(label)
+            self.asm.ret(action)
+        self.returns = {}
+
+    def arch_block(self, arch, rules, x32_check):
+        """Dispatch on the syscall number of one architecture."""
+        asm, bits = self.asm, _ARCH_BITS[arch]
+        by_number = {}
+        for rule in rules:
+            number = SYSCALLS[arch].get(rule.syscall)
+            if number is not None:
+                by_number.setdefault(number, []).append(rule)
+        allow = self.ret_label(SECCOMP_RET_ALLOW)
+        marks, checks = [], []
+        for number, its_rules in sorted(by_number.items()):
+            if not its_rules[0].args:
+                marks.append((number, number, self.ret_label(its_rules[0].action)))
+            else:
+                label = asm.label()
+                checks.append((label, its_rules))
+                marks.append((number, number, label))
+        if x32_check:
+            marks.append((_X32_SYSCALL_BIT, _WORD - 1, self.ret_label(SECCOMP_RET_KILL_PROCESS)))
+        asm.load(_OFFSET_NR)
+        _emit_dispatch(asm, _segments(marks, _WORD, allow))
+        for label, its_rules in checks:
+            asm.place(label)
+            self.rule_checks(its_rules, bits)
+
+    def rule_checks(self, rules, bits):
+        """First matching rule wins; none matching allows.  A run of rules with
+        one test each on the same argument and the same action is one range
+        search over that argument."""
+        asm, i = self.asm, 0
+        while i < len(rules):
+            run = [rules[i]]
+            while (len(run[0].args) == 1 and i + len(run) < len(rules)
+                   and len(rules[i + len(run)].args) == 1
+                   and rules[i + len(run)].action == run[0].action
+                   and rules[i + len(run)].args[0].index == run[0].args[0].index):
+                run.append(rules[i + len(run)])
+            i += len(run)
+            match = self.ret_label(run[0].action)
+            miss = self.ret_label(SECCOMP_RET_ALLOW) if i == len(rules) else asm.label()
+            values = _value_set([r.args[0] for r in run], bits) if len(run[0].args) == 1 else None
+            if values is not None:
+                self.set_test(run[0].args[0].index, values, bits, match, miss)
+            else:
+                for n, rule in enumerate(run):
+                    next_rule = miss if n == len(run) - 1 else asm.label()
+                    self.conjunction(rule.args, bits, match, next_rule)
+                    if next_rule is not miss:
+                        asm.place(next_rule)
+            if i < len(rules):
+                asm.place(miss)
+
+    def set_test(self, index, values, bits, match, miss):
+        """Argument `index` in the value set (see _value_set) -> match."""
+        asm = self.asm
+        zero_upper, other_upper = values
+        if bits == 64 and zero_upper != other_upper:
+            if other_upper not in ([], [(0, _WORD)]):
+                raise SandboxError("seccomp: unsupported argument test", errno.EINVAL)
+            asm.load(_arg_offset(index, True))
+            low_half = asm.label()
+            asm.ins(BPF_JMP | BPF_JEQ | BPF_K, 0, low_half, match if other_upper else miss)
+            asm.place(low_half)
+        asm.load(_arg_offset(index, False))
+        _emit_dispatch(asm, _segments([(s, e, match) for s, e in zero_upper], _WORD, miss))
+
+    def conjunction(self, args, bits, match, miss):
+        """Every test in args holds -> match, else miss; 64-bit values are
+        compared upper half first, as libseccomp does."""
+        asm = self.asm
+        for n, arg in enumerate(args):
+            ok = match if n == len(args) - 1 else asm.label()
+            self.compare(arg, bits, ok, miss)
+            if ok is not match:
+                asm.place(ok)
+
+    def compare(self, arg, bits, ok, miss):
+        asm, op = self.asm, arg.op
+        halves = [(False, arg.value & _WORD, arg.mask & _WORD)]
+        if bits == 64:
+            halves.insert(0, (True, arg.value >> 32, arg.mask >> 32))
+        if op == CMP_MASKED_EQ:
+            tests = [h for h in halves if h[1] or h[2]]
+            for n, (high, value, mask) in enumerate(tests):
+                passed = ok if n == len(tests) - 1 else None
+                asm.load(_arg_offset(arg.index, high))
+                if value == mask and bin(mask).count("1") == 1:
+                    asm.ins(BPF_JMP | BPF_JSET | BPF_K, mask, passed, miss)
+                else:
+                    if mask != _WORD:
+                        asm.ins(BPF_ALU | BPF_AND | BPF_K, mask)
+                    asm.ins(BPF_JMP | BPF_JEQ | BPF_K, value, passed, miss)
+            if not tests:
+                asm.ins(BPF_JMP | BPF_JA, ok)
+            return
+        if op in (CMP_LE, CMP_LT, CMP_NE):   # the negations of GT, GE, EQ
+            op = {CMP_LE: CMP_GT, CMP_LT: CMP_GE, CMP_NE: CMP_EQ}[op]
+            ok, miss = miss, ok
+        jump = {CMP_EQ: BPF_JEQ, CMP_GE: BPF_JGE, CMP_GT: BPF_JGT}[op]
+        if bits == 64:
+            high, low = arg.value >> 32, arg.value & _WORD
+            low_half = asm.label()
+            asm.load(_arg_offset(arg.index, True))
+            if op == CMP_EQ:
+                asm.ins(BPF_JMP | BPF_JEQ | BPF_K, high, low_half, miss)
+            else:
+                asm.ins(BPF_JMP | BPF_JGT | BPF_K, high, ok, None)
+                asm.ins(BPF_JMP | BPF_JEQ | BPF_K, high, low_half, miss)
+            asm.place(low_half)
+        asm.load(_arg_offset(arg.index, False))
+        asm.ins(BPF_JMP | jump | BPF_K, arg.value & _WORD, ok, miss)
+
+
+def seccomp_filter(opts, arch=None, rules=None):
+    """The BPF program (struct sock_filter[], 8 bytes each, little-endian)
+    for the policy of `opts` on `arch` ("x86_64", "i386", "aarch64", "arm";
+    default: this machine).  `rules` replaces the built-in policy."""
+    arch = _check_arch(arch)
+    opts = _check_syscall_opts(opts)
+    return _compiled_filter(opts, arch, tuple(rules) if rules is not None else None)
+
+
+_filter_cache = {}
+
+
+def _compiled_filter(opts, arch, rules):
+    key = (opts, arch, rules)
+    program = _filter_cache.get(key)
+    if program is None:
+        program = _filter_cache[key] = _compile(opts, arch, rules)
+    return program
+
+
+def _compile(opts, arch, rules):
+    if rules is None:
+        rules = seccomp_rules(opts)
+    asm = _Asm()
+    gen = _Codegen(asm)
+    arches = [arch]
+    if opts & FlagMultiarch and arch in _COMPAT_ARCH:
+        arches.append(_COMPAT_ARCH[arch])
+    kill = gen.ret_label(SECCOMP_RET_KILL_PROCESS)
+    asm.load(_OFFSET_ARCH)
+    blocks = [asm.label() for _ in arches]
+    for n, name in enumerate(arches):
+        last = n == len(arches) - 1
+        asm.ins(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH[name], blocks[n], None if not last else kill)
+    for n, name in enumerate(arches):
+        asm.place(blocks[n])
+        gen.arch_block(name, rules, x32_check=(name == "x86_64"))
+    gen.emit_returns()
+    return asm.assemble()
+
+
+def seccomp_load(opts, rules=None):
+    """Load the filter for `opts` into the calling thread (setting
+    no_new_privs first, as an unprivileged process must)."""
+    program = seccomp_filter(opts, rules=rules)
+    if _libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1, what="seccomp: no_new_privs")
+    _load_filter(program)
+
+
+def _load_filter(program):
+    buffer = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = struct.pack("@HP", len(program) // 8, ctypes.addressof(buffer))
+    fprog_buffer = ctypes.create_string_buffer(fprog, len(fprog))
+    _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog_buffer),
+           what="seccomp: loading the filter")
+
+
+def _decode(program):
+    if not isinstance(program, (bytes, bytearray)) or len(program) % 8:
+        raise SandboxError("bpf: a program is bytes, 8 per instruction", errno.EINVAL)
+    return list(struct.iter_unpack("<HBBI", program))
+
+
+def bpf_run(program, nr, arch=None, args=(), ip=0):
+    """Run a seccomp BPF program on one syscall as the kernel would; returns
+    (action, instructions executed).  arch: a name or an AUDIT_ARCH value."""
+    arch = AUDIT_ARCH[_check_arch(arch)] if not isinstance(arch, int) else arch
+    args = (list(args) + [0] * 6)[:6]
+    data = struct.pack("<iIQ6Q", nr, arch, ip, *[a & (2**64 - 1) for a in args])
+    code = _decode(program)
+    a = x = pc = count = 0
+    mem = [0] * 16
+    while True:
+        if pc >= len(code):
+            raise SandboxError("bpf: ran past the end at %d" % pc, errno.EINVAL)
+        op, jt, jf, k = code[pc]
+        count += 1
+        pc += 1
+        cls = op & 7
+        if cls == BPF_LD or cls == BPF_LDX:
+            mode = op & 0xE0
+            if mode == BPF_ABS:
+                value = struct.unpack_from("<I", data, k)[0]
+            elif mode == BPF_IMM:
+                value = k
+            elif mode == BPF_MEM:
+                value = mem[k]
+            elif mode == BPF_LEN:
+                value = len(data)
+            else:
+                raise SandboxError("bpf: bad load at %d" % (pc - 1), errno.EINVAL)
+            if cls == BPF_LD:
+                a = value
+            else:
+                x = value
+        elif cls == BPF_ST:
+            mem[k] = a
+        elif cls == BPF_STX:
+            mem[k] = x
+        elif cls == BPF_ALU:
+            operand = x if op & BPF_X else k
+            alu = op & 0xF0
+            if alu == BPF_NEG:
+                a = -a
+            elif alu in (BPF_DIV, BPF_MOD) and operand == 0:
+                return SECCOMP_RET_KILL_PROCESS, count
+            else:
+                a = {BPF_ADD: lambda: a + operand, BPF_SUB: lambda: a - operand,
+                     BPF_MUL: lambda: a * operand, BPF_DIV: lambda: a // operand,
+                     BPF_MOD: lambda: a % operand, BPF_OR: lambda: a | operand,
+                     BPF_AND: lambda: a & operand, BPF_XOR: lambda: a ^ operand,
+                     BPF_LSH: lambda: a << (operand & 31),
+                     BPF_RSH: lambda: a >> (operand & 31)}[alu]()
+            a &= _WORD
+        elif cls == BPF_JMP:
+            test = op & 0xF0
+            if test == BPF_JA:
+                pc += k
+                continue
+            operand = x if op & BPF_X else k
+            taken = {BPF_JEQ: a == operand, BPF_JGT: a > operand,
+                     BPF_JGE: a >= operand, BPF_JSET: a & operand != 0}[test]
+            pc += jt if taken else jf
+        elif cls == BPF_RET:
+            return (a if op & 0x18 == BPF_A else k), count
+        else:
+            if op & 0xF8 == BPF_TXA:
+                a = x
+            else:
+                x = a
+
+
+def _action_name(action):
+    kind = action & 0xFFFF0000
+    if kind == SECCOMP_RET_ERRNO:
+        data = action & 0xFFFF
+        return "ERRNO(%s)" % (errno.errorcode.get(data, data),)
+    return {SECCOMP_RET_ALLOW: "ALLOW", SECCOMP_RET_KILL_PROCESS: "KILL_PROCESS",
+            0: "KILL_THREAD", 0x7FFC0000: "LOG", 0x7FF00000: "TRACE",
+            0x00030000: "TRAP"}.get(kind, "0x%08x" % action)
+
+
+def _field_name(offset):
+    if offset == _OFFSET_NR:
+        return "nr"
+    if offset == _OFFSET_ARCH:
+        return "arch"
+    if offset in (8, 12):
+        return "ip" + (" hi" if offset == 12 else "")
+    index, half = divmod(offset - 16, 8)
+    return "args[%d] %s" % (index, "hi" if half else "lo")
+
+
+def bpf_disasm(program):
+    """A readable listing of a seccomp BPF program, one line an instruction."""
+    arch_names = {v: k for k, v in AUDIT_ARCH.items()}
+    lines = []
+    for pc, (op, jt, jf, k) in enumerate(_decode(program)):
+        cls = op & 7
+        if cls in (BPF_LD, BPF_LDX):
+            reg = "A" if cls == BPF_LD else "X"
+            mode = op & 0xE0
+            text = ("%s = %s" % (reg, _field_name(k)) if mode == BPF_ABS else
+                    "%s = M[%d]" % (reg, k) if mode == BPF_MEM else
+                    "%s = 0x%x" % (reg, k) if mode == BPF_IMM else "%s = len" % reg)
+        elif cls in (BPF_ST, BPF_STX):
+            text = "M[%d] = %s" % (k, "A" if cls == BPF_ST else "X")
+        elif cls == BPF_ALU:
+            names = {BPF_ADD: "+", BPF_SUB: "-", BPF_MUL: "*", BPF_DIV: "/",
+                     BPF_MOD: "%", BPF_OR: "|", BPF_AND: "&", BPF_XOR: "^",
+                     BPF_LSH: "<<", BPF_RSH: ">>"}
+            text = ("A = -A" if op & 0xF0 == BPF_NEG else "A %s= %s" % (
+                names.get(op & 0xF0, "?"), "X" if op & BPF_X else "0x%x" % k))
+        elif cls == BPF_JMP and op & 0xF0 == BPF_JA:
+            text = "goto %04d" % (pc + 1 + k)
+        elif cls == BPF_JMP:
+            names = {BPF_JEQ: "==", BPF_JGT: ">", BPF_JGE: ">=", BPF_JSET: "&"}
+            operand = "X" if op & BPF_X else "0x%x" % k
+            note = "  (%s)" % arch_names[k] if k in arch_names else ""
+            text = "if (A %s %s) goto %04d else goto %04d%s" % (
+                names.get(op & 0xF0, "?"), operand, pc + 1 + jt, pc + 1 + jf, note)
+        elif cls == BPF_RET:
+            text = "return A" if op & 0x18 == BPF_A else "return %s" % _action_name(k)
+        else:
+            text = "X = A" if op & 0xF8 == BPF_TAX else "A = X"
+        lines.append("%04d: %04x %02x %02x %08x  %s" % (pc, op, jt, jf, k, text))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Mountinfo: /proc/self/mountinfo parsed into entries, used to find every
+# mount at or under a bind target so that all of them get the bind's flags.
+# ---------------------------------------------------------------------------
+
+def _unescape(field):
+    """Mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    if "\\" not in field:
+        return field
+    out, i = bytearray(), 0
+    raw = os.fsencode(field)
+    while i < len(raw):
+        digits = raw[i + 1:i + 4]
+        if raw[i] == 0x5C and len(digits) == 3 and digits.isdigit():
+            out.append(int(raw[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(raw[i])
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+class MountInfo(tuple):
+    """One line of mountinfo: (mount_id, parent_id, mountpoint, options,
+    fstype, source, super_options)."""
+
+    __slots__ = ()
+    mount_id = property(lambda self: self[0])
+    parent_id = property(lambda self: self[1])
+    mountpoint = property(lambda self: self[2])
+    options = property(lambda self: self[3])
+    fstype = property(lambda self: self[4])
+    source = property(lambda self: self[5])
+    super_options = property(lambda self: self[6])
+
+
+def parse_mountinfo(text):
+    entries = []
+    for line in text.splitlines():
+        if not line:
+            continue
+        fields = line.split(" ")
+        try:
+            dash = fields.index("-", 6)
+            entries.append(MountInfo((
+                int(fields[0]), int(fields[1]), _unescape(fields[4]),
+                fields[5].split(","), fields[dash + 1], _unescape(fields[dash + 2]),
+                fields[dash + 3].split(","))))
+        except (ValueError, IndexError):
+            raise SandboxError("mountinfo: malformed line %r" % line, errno.EINVAL)
+    return entries
+
+
+# Where procfs is: during setup, after the first pivot_root, the host's /proc
+# is under /host.
+_proc = "/proc"
+
+
+def _read_mountinfo():
+    fd = os.open(_proc + "/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return parse_mountinfo(os.fsdecode(b"".join(chunks)))
+
+
+def mounts_under(entries, path):
+    """The visible mounts at or under path, parents first: a mount covered by
+    a later one on the same mountpoint, and whatever hangs below it, is left
+    out (remounting it by path would reach the covering mount)."""
+    prefix = path.rstrip("/") + "/"
+    inside = [e for e in entries if e.mountpoint == path or e.mountpoint.startswith(prefix)]
+    covered = {e.parent_id for e in inside
+               if any(p.mount_id == e.parent_id and p.mountpoint == e.mountpoint for p in inside)}
+    ids = {e.mount_id for e in inside}
+    visible, hidden = [], set(covered)
+    for e in inside:       # mountinfo lists parents before children
+        if e.mount_id in hidden or e.parent_id in hidden:
+            hidden.add(e.mount_id)
+        elif e.parent_id in ids or e.mountpoint == path:
+            visible.append(e)
+    return visible
+
+
+_MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV,
+                       "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+                       "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
+                       "strictatime": MS_STRICTATIME}
+
+
+def _mount_flags(options):
+    flags = 0
+    for option in options:
+        flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+    return flags
+
+
+# ---------------------------------------------------------------------------
+# Operations: the ordered steps that build the container's root.
+#
+# Each Op has an early() pass, run before anything is mounted while the host
+# file system is still the root (resolving sources and host symlinks), and an
+# apply() pass, run after the first pivot_root with the new root at
+# /sysroot and the host at /host.  Targets are resolved inside the new root,
+# so a symlink an earlier op made can never lead a later one onto the host.
+# ---------------------------------------------------------------------------
+
+BindOptional = 1
+BindWritable = 2
+BindDevice = 4
+
+_SYSROOT = "/sysroot"
+_HOST = "/host"
+_MAX_TMPFS_SIZE = 1 << 50
+
+
+def _q(value):
+    """Go's %q for a path: double-quoted, with escapes, for error messages."""
+    if not isinstance(value, str):
+        return repr(value)
+    out = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"%s"' % "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in out)
+
+
+def _octal(value):
+    return "%#o" % value if isinstance(value, int) else repr(value)
+
+
+def _check_abs(path, what):
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        raise SandboxError("%s: path %s is not absolute" % (what, _q(path)), errno.EINVAL)
+    return path
+
+
+def _resolve_in_root(root, path, follow_last=True):
+    """`path` as seen from inside `root`: symlinks on the way are followed
+    with `root` as /, and `..` stops at it.  Missing components are kept."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved, hops = [], 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root + "/" + "/".join(resolved + [part])
+        if (parts or follow_last) and os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise SandboxError("%s: too many symlinks" % path, errno.ELOOP)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return root + "/" + "/".join(resolved)
+
+
+def _make_dirs(path, mode):
+    """mkdir -p with `mode` for what it creates (umask is 0 during setup)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        os.mkdir(directory, mode)
+
+
+def _touch(path, mode):
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode))
+
+
+def _bind_mount(source, target, flags, what):
+    """Bind source on target recursively, then give every mount at or under
+    target nosuid, and ro unless writable, and nodev unless device."""
+    _mount(source, target, None, MS_BIND | MS_REC, None, what)
+    extra = MS_NOSUID
+    if not flags & BindWritable:
+        extra |= MS_RDONLY
+    if not flags & BindDevice:
+        extra |= MS_NODEV
+    fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
+    try:
+        canonical = os.readlink("%s/self/fd/%d" % (_proc, fd))
+    finally:
+        os.close(fd)
+    for entry in mounts_under(_read_mountinfo(), canonical):
+        flags_now = _mount_flags(entry.options)
+        ret = _libc.mount(None, os.fsencode(entry.mountpoint), None,
+                          MS_BIND | MS_REMOUNT | flags_now | extra, None)
+        if ret < 0:
+            err = ctypes.get_errno()
+            if err == errno.EACCES and entry.mountpoint != canonical:
+                continue    # a submount we may not touch stays as it is
+            _fail("%s: remounting %r" % (what, entry.mountpoint), err)
+
+
+class Op:
+    """Base of the operations; subclasses are small value objects."""
+
+    fields = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.fields, values):
+            setattr(self, name, value)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._values() == other._values()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash((type(self).__name__,) + self._values())
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self)
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self.fields)
+
+    def validate(self):
+        for name in self.fields:
+            if name in ("target", "source", "dest", "name", "linkname"):
+                _check_abs(getattr(self, name), "%s" % self)
+
+    def early(self, state):
+        pass
+
+    def apply(self, state):
+        raise NotImplementedError
+
+
+class Bind(Op):
+    fields = ("source", "target", "flags")
+
+    def __str__(self):
+        return "%s on %s flags %#x" % (_q(self.source), _q(self.target), self.flags)
+
+    def __init__(self, source, target, flags=0):
+        super().__init__(source, target, flags)
+
+    def validate(self):
+        if not isinstance(self.flags, int) or self.flags & ~7 or self.flags < 0:
+            raise SandboxError("%s: invalid flags" % self, errno.EINVAL)
+        super().validate()
+
+    def early(self, state):
+        self._resolved = None
+        try:
+            resolved = os.path.realpath(self.source)
+            os.stat(resolved)
+        except OSError as err:
+            if self.flags & BindOptional and err.errno == errno.ENOENT:
+                return
+            _fail("bind %s" % self, err.errno)
+        self._resolved = resolved
+
+    def apply(self, state):
+        if self._resolved is None:
+            return
+        what = "bind %s" % self
+        source = _HOST + self._resolved
+        target = _resolve_in_root(_SYSROOT, self.target)
+        try:
+            if os.path.isdir(source):
+                _make_dirs(target, 0o700)
+            else:
+                _make_dirs(os.path.dirname(target), 0o700)
+                if not os.path.lexists(target):
+                    _touch(target, 0o444)
+        except OSError as err:
+            _fail("%s: creating %r" % (what, self.target), err.errno)
+        _bind_mount(source, target, self.flags, what)
+
+
+class Proc(Op):
+    fields = ("dest",)
+
+    def __str__(self):
+        return "proc on %s" % _q(self.dest)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
+
+
+class Mqueue(Op):
+    fields = ("dest",)
+
+    def __str__(self):
+        return "mqueue on %s" % _q(self.dest)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        _mount("mqueue", target, "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
+
+
+class Tmpfs(Op):
+    fields = ("dest", "size", "perm")
+
+    def __init__(self, dest, size=0, perm=0o755):
+        super().__init__(dest, size, perm)
+
+    def __str__(self):
+        return "tmpfs on %s size %s" % (_q(self.dest), self.size)
+
+    def validate(self):
+        super().validate()
+        if not isinstance(self.size, int) or not 0 <= self.size <= _MAX_TMPFS_SIZE:
+            raise SandboxError("%s: invalid size" % self, errno.EINVAL)
+        if not isinstance(self.perm, int) or not 0 <= self.perm <= 0o7777:
+            raise SandboxError("%s: invalid mode" % self, errno.EINVAL)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        data = "mode=%o" % self.perm + (",size=%d" % self.size if self.size else "")
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data, str(self))
+
+
+_DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+              ("stderr", "/proc/self/fd/2"), ("fd", "/proc/self/fd"),
+              ("core", "/proc/kcore"), ("ptmx", "pts/ptmx"))
+
+
+class Dev(Op):
+    fields = ("dest",)
+
+    def __str__(self):
+        return "dev on %s" % _q(self.dest)
+
+    def early(self, state):
+        self._console = None
+        if state.flags & FAllowTTY:
+            try:
+                self._console = os.ttyname(state.stdout_fd)
+            except (OSError, TypeError):
+                pass
+
+    def apply(self, state):
+        what = str(self)
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(target, state.parent_perm, what)
+        _mount("devtmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", what)
+        for node in _DEV_NODES:
+            _touch(target + "/" + node, 0o444)
+            _bind_mount(_HOST + "/dev/" + node, target + "/" + node,
+                        BindWritable | BindDevice, "%s: %s" % (what, node))
+        for name, link in _DEV_LINKS:
+            os.symlink(link, target + "/" + name)
+        os.mkdir(target + "/shm", 0o1777)
+        os.mkdir(target + "/pts", 0o755)
+        _mount("devpts", target + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+               "newinstance,ptmxmode=0666,mode=620", what + ": devpts")
+        if self._console:
+            _touch(target + "/console", 0o444)
+            _bind_mount(_HOST + self._console, target + "/console",
+                        BindWritable | BindDevice, what + ": console")
+
+
+class Link(Op):
+    """A symlink at linkname; a target starting with '*' names a host
+    symlink whose own target is used (read in the early pass)."""
+
+    fields = ("target", "linkname")
+
+    def __str__(self):
+        return "symlink %s -> %s" % (_q(self.linkname), _q(self.target))
+
+    def validate(self):
+        if not isinstance(self.target, str) or not self.target or "\0" in self.target:
+            raise SandboxError("%s: invalid target" % self, errno.EINVAL)
+        _check_abs(self.linkname, str(self))
+
+    def early(self, state):
+        self._target = self.target
+        if self.target.startswith("*"):
+            try:
+                self._target = os.readlink(self.target[1:])
+            except OSError as err:
+                _fail("%s: readlink %r" % (self, self.target[1:]), err.errno)
+
+    def apply(self, state):
+        linkname = _resolve_in_root(_SYSROOT, self.linkname, follow_last=False)
+        _mkdirs_or_fail(os.path.dirname(linkname), state.parent_perm, str(self))
+        try:
+            os.symlink(self._target, linkname)
+        except OSError as err:
+            _fail(str(self), err.errno)
+
+
+class Mkdir(Op):
+    fields = ("dest", "perm")
+
+    def __init__(self, dest, perm=0o755):
+        super().__init__(dest, perm)
+
+    def __str__(self):
+        return "mkdir %s perm %s" % (_q(self.dest), _octal(self.perm))
+
+    def validate(self):
+        super().validate()
+        if not isinstance(self.perm, int) or not 0 <= self.perm <= 0o7777:
+            raise SandboxError("%s: invalid mode" % self, errno.EINVAL)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(os.path.dirname(target), state.parent_perm, str(self))
+        try:
+            os.mkdir(target, self.perm)
+        except FileExistsError:
+            if not os.path.isdir(target):
+                _fail(str(self), errno.ENOTDIR)
+        except OSError as err:
+            _fail(str(self), err.errno)
+
+
+class Place(Op):
+    """A read-only file holding `data` at `name`."""
+
+    fields = ("name", "data")
+
+    def __init__(self, name, data=None):
+        super().__init__(name, data)
+
+    def __str__(self):
+        return "placing %s (%s)" % (_q(self.name), "%d bytes" % len(self.data)
+                                    if isinstance(self.data, (bytes, bytearray)) else "no data")
+
+    def validate(self):
+        _check_abs(self.name, "place")
+        if not isinstance(self.data, (bytes, bytearray)):
+            raise SandboxError("%s: data must be bytes, not %s"
+                               % (self, type(self.data).__name__), errno.EINVAL)
+
+    def apply(self, state):
+        what = str(self)
+        target = _resolve_in_root(_SYSROOT, self.name)
+        staging = "/.place%d" % state.index
+        try:
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            try:
+                view = memoryview(self.data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            _make_dirs(os.path.dirname(target), state.parent_perm)
+            if os.path.isdir(target):
+                _fail("%s: is a directory" % what, errno.EISDIR)
+            if not os.path.lexists(target):
+                _touch(target, 0o444)
+        except OSError as err:
+            _fail(what, err.errno)
+        _bind_mount(staging, target, 0, what)
+        os.unlink(staging)
+
+
+def _mkdirs_or_fail(path, perm, what):
+    try:
+        _make_dirs(path, perm)
+    except OSError as err:
+        _fail("%s: creating %r" % (what, path), err.errno)
+
+
+_OP_TYPES = {cls.__name__: cls for cls in (Bind, Proc, Dev, Mqueue, Tmpfs, Link, Mkdir, Place)}
+
+
+class Ops(list):
+    """The container's operations, in order, with chaining builders."""
+
+    def bind(self, source, target, flags=0):
+        self.append(Bind(source, target, flags))
+        return self
+
+    def proc(self, dest):
+        self.append(Proc(dest))
+        return self
+
+    def dev(self, dest):
+        self.append(Dev(dest))
+        return self
+
+    def mqueue(self, dest):
+        self.append(Mqueue(dest))
+        return self
+
+    def tmpfs(self, dest, size=0, perm=0o755):
+        self.append(Tmpfs(dest, size, perm))
+        return self
+
+    def link(self, target, linkname):
+        self.append(Link(target, linkname))
+        return self
+
+    def mkdir(self, dest, perm=0o755):
+        self.append(Mkdir(dest, perm))
+        return self
+
+    def place(self, name, data):
+        self.append(Place(name, data))
+        return self
+
+    def place_p(self, name):
+        """Append a Place whose data is set later (``op.data = b"..."``),
+        before serve(); returns the op."""
+        op = Place(name, None)
+        self.append(op)
+        return op
+
+
+def default_ops():
+    """A read-only host system: /usr, /bin, /sbin, /lib*, /etc bound
+    read-only (merged-/usr symlinks kept as symlinks), /proc, /dev, /tmp."""
+    ops = Ops()
+    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
+        if os.path.islink(path):
+            ops.link("*" + path, path)
+        elif os.path.exists(path):
+            ops.bind(path, path, BindOptional)
+    return ops.proc("/proc").dev("/dev").tmpfs("/tmp", 0, 0o1777)
+
+
+# ---------------------------------------------------------------------------
+# The container's init.
+#
+# clone() with every namespace flag makes a child that is PID 1 of the new
+# PID namespace.  It maps its ids, assembles the root, drops privileges,
+# loads the seccomp filter, then forks the command and reaps until it exits.
+# It runs Python from memory only: after pivot_root nothing can be imported,
+# so everything it calls is imported at the top of this module.
+# Messages to the parent travel as marshal'd tuples over a SOCK_SEQPACKET
+# channel: ("error", message, errno) if setup fails, ("ready",) when the
+# command is about to start, ("exec", errno) if it could not be executed.
+# ---------------------------------------------------------------------------
+
+LINGER_SECONDS = 5.0
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+_SETUP_FAILED = 125
+_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_INIT_SIGNALS = {signal.SIGCHLD} | set(_FORWARDED_SIGNALS)
+# Python and the helper ignore some signals; the command starts with none ignored.
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
+                  signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTSTP,
+                  signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+                  signal.SIGALRM)
+
+
+class _SetupState:
+    def __init__(self, cfg, stdout_fd):
+        self.flags = cfg["flags"]
+        self.parent_perm = cfg["parent_perm"]
+        self.stdout_fd = stdout_fd
+        self.index = 0
+
+
+def _send(chan, *message):
+    try:
+        os.write(chan, marshal.dumps(message))
+    except OSError:
+        pass
+
+
+def _write_file(path, data, what):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        _fail("%s: writing %s" % (what, path), err.errno)
+
+
+def _map_identity(cfg):
+    _prctl(PR_SET_DUMPABLE, 1, what="uid_map: dumpable")
+    _write_file("/proc/self/uid_map", b"%d %d 1\n" % (cfg["uid"], cfg["host_uid"]), "uid_map")
+    _write_file("/proc/self/setgroups", b"deny\n", "setgroups")
+    _write_file("/proc/self/gid_map", b"%d %d 1\n" % (cfg["gid"], cfg["host_gid"]), "gid_map")
+    _prctl(PR_SET_DUMPABLE, 0, what="uid_map: dumpable")
+
+
+def _build_root(cfg, ops, state):
+    _mount(None, "/", None, MS_REC | MS_SLAVE, None, "making / rslave")
+    for index, op in enumerate(ops):
+        state.index = index
+        try:
+            op.early(state)
+        except SandboxError as err:
+            raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+    base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
+    _mount("rootfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "intermediate root")
+    os.chdir(base)
+    os.mkdir("sysroot", 0o755)
+    os.mkdir("host", 0o755)
+    _mount("sysroot", "sysroot", None, MS_BIND | MS_REC, None, "binding sysroot")
+    _pivot_root(".", "host", "pivot_root to the intermediate root")
+    os.chdir("/")
+    global _proc
+    _proc = _HOST + "/proc"
+    for index, op in enumerate(ops):
+        state.index = index
+        try:
+            op.apply(state)
+        except SandboxError as err:
+            raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+        except OSError as err:
+            _fail("op %d: %s" % (index, op), err.errno)
+    _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
+    _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
+    os.chdir(_SYSROOT)
+    _pivot_root(".", ".", "pivot_root to sysroot")
+    _check(_libc.umount2(b".", MNT_DETACH), "detaching intermediate root")
+    os.chdir("/")
+
+
+def _loopback_up():
+    # struct ifreq: char ifr_name[16]; short ifr_flags; (padding)
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
+
+
+def _drop_privileges(cfg):
+    _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clearing ambient capabilities")
+    for cap in range(cfg["cap_last_cap"] + 1):
+        if cfg["privileged"] and cap == CAP_SYS_ADMIN:
+            continue
+        _prctl(PR_CAPBSET_DROP, cap, what="dropping capability %d" % cap)
+    keep = (1 << CAP_SYS_ADMIN) if cfg["privileged"] else 0
+    # struct __user_cap_header_struct + two __user_cap_data_struct
+    header = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0))
+    data = ctypes.create_string_buffer(struct.pack("6I", keep, keep, keep, 0, 0, 0))
+    _check(_libc.syscall(SYS_capset, header, data), "capset")
+    if cfg["privileged"]:
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, what="raising CAP_SYS_ADMIN")
+    _load_filter(cfg["filter"])
+
+
+def _move_fds(sources, lowest):
+    """dup2 sources[i] to lowest+i for i in order (None closes that slot),
+    safe when sources and targets overlap."""
+    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1024)
+            for fd in sources]
+    for i, fd in enumerate(high):
+        if fd is None:
+            try:
+                os.close(lowest + i)
+            except OSError:
+                pass
+        else:
+            os.dup2(fd, lowest + i)   # dup2 leaves the target inheritable
+    return high
+
+
+def _exec_command(cfg, chan, stdio, extras):
+    """In the command's process: place fds, restore signals, exec.  Never
+    returns; a failure is reported as ("exec", errno, what)."""
+    what, status = "exec", _SETUP_FAILED
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        for sig in _RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        high = _move_fds(list(stdio) + list(extras), 0)
+        _close_all(high)
+        os.umask(cfg["umask"])
+        what = "chdir %s" % _q(cfg["dir"])
+        os.chdir(cfg["dir"])
+        env, path = cfg["env"], cfg["path"] or cfg["args"][0]
+        what, status, err = path, 127, errno.ENOENT
+        if b"/" in path:
+            candidates = [path]
+        else:
+            search = env.get(b"PATH", _DEFAULT_PATH.encode())
+            candidates = [os.path.join(d or b".", path) for d in search.split(b":")]
+        for candidate in candidates:
+            try:
+                os.execve(candidate, cfg["args"], env)
+            except OSError as error:
+                if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    err = error.errno
+        status = 127 if err == errno.ENOENT else 126
+        _send(chan, "exec", err, what)
+    except OSError as err:
+        _send(chan, "exec", err.errno or errno.EINVAL, what)
+    except BaseException as err:
+        _send(chan, "exec", errno.EINVAL, "%s (%s)" % (what, err))
+    os._exit(status)
+
+
+def _container_init(cfg, chan, stdio, extras, cgroup):
+    """Body of the cloned child; never returns."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
+        for sig in _INIT_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+        keep = [fd for fd in [chan] + list(stdio) + list(extras) + [cgroup] if fd is not None]
+        _close_fds_except(keep)
+        if not cfg["flags"] & FAllowTTY:
+            os.setsid()
+        _map_identity(cfg)
+        if cgroup is not None:
+            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
+            try:
+                os.write(fd, b"0\n")
+            except OSError as err:
+                _fail("cgroup: joining", err.errno)
+            finally:
+                os.close(fd)
+            os.close(cgroup)
+            _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
+        if cfg["hostname"]:
+            try:
+                socket.sethostname(cfg["hostname"])
+            except OSError as err:
+                _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
+        os.umask(0)
+        ops = [_OP_TYPES[kind](*values) for kind, values in cfg["ops"]]
+        _build_root(cfg, ops, _SetupState(cfg, stdio[1]))
+        if not cfg["flags"] & FAllowNet:
+            try:
+                _loopback_up()
+            except OSError as err:
+                _fail("loopback: bringing lo up", err.errno)
+        _drop_privileges(cfg)
+        _send(chan, "ready")
+        pid = os.fork()
+        if pid == 0:
+            _exec_command(cfg, chan, stdio, extras)
+    except SandboxError as err:
+        _send(chan, "error", str(err), err.errno or 0)
+        os._exit(_SETUP_FAILED)
+    except BaseException as err:   # never let a traceback escape the child
+        _send(chan, "error", "setup: %s" % (err,), getattr(err, "errno", 0) or 0)
+        os._exit(_SETUP_FAILED)
+    for fd in [chan] + list(stdio) + list(extras):
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os._exit(_reap(pid))
+
+
+def _wait_status(status):
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _reap(command):
+    """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command, reap
+    everything, and once the command has exited give the rest
+    LINGER_SECONDS before leaving (which kills them)."""
+    result, deadline = None, None
+    while True:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return result if result is not None else _SETUP_FAILED
+            if pid == 0:
+                break
+            if pid == command:
+                result = _wait_status(status)
+                deadline = time.monotonic() + LINGER_SECONDS
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return result
+            info = signal.sigtimedwait(_INIT_SIGNALS, remaining)
+        else:
+            info = signal.sigwaitinfo(_INIT_SIGNALS)
+        if info is not None and info.si_signo != signal.SIGCHLD and result is None:
+            try:
+                os.kill(command, info.si_signo)
+            except OSError:
+                pass
+
+
+def _close_fds_except(keep):
+    keep = sorted(set(keep))
+    lowest = 3
+    for fd in keep + [None]:
+        top = 0xFFFFFFFF if fd is None else fd - 1
+        if fd is not None and fd < lowest:
+            continue
+        if top >= lowest and _libc.syscall(SYS_close_range, lowest, top, 0) != 0:
+            _close_fds_from(lowest, keep=set(keep))
+            return
+        if fd is not None:
+            lowest = fd + 1
+
+
+def _clone_flags(flags, cgroup):
+    value = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
+    if cgroup is None:
+        value |= CLONE_NEWCGROUP
+    if not flags & FAllowNet:
+        value |= CLONE_NEWNET
+    return value
+
+
+def _launch(cfg, chan, stdio, extras, cgroup):
+    """Clone the container's init from this (single-threaded) process;
+    returns its pid."""
+    if SYS_clone is None:
+        _fail("clone: unsupported architecture %s" % HOST_ARCH, errno.ENOSYS)
+    pid = _libc.syscall(SYS_clone, _clone_flags(cfg["flags"], cgroup) | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid == 0:
+        try:
+            _container_init(cfg, chan, stdio, extras, cgroup)
+        finally:
+            os._exit(_SETUP_FAILED)
+    if pid < 0:
+        err = ctypes.get_errno()
+        hint = ""
+        if err in (errno.EPERM, errno.ENOSPC, errno.EINVAL, errno.EUSERS):
+            hint = " (are unprivileged user namespaces enabled? see /proc/sys/user/max_user_namespaces)"
+        _fail("clone: creating namespaces%s" % hint, err)
+    return pid
+
+
+# ---------------------------------------------------------------------------
+# The helper: one small process per caller, started on first use, that
+# clones every container of that caller.
+#
+# Cloning from the caller would copy its page tables and pin a copy-on-write
+# image of it for the container's life, and is unsafe when the caller has
+# threads.  The helper is a fresh interpreter (or, where this interpreter
+# cannot be executed again, a fork made once) that is single-threaded, so
+# clone() is safe in it.  Requests arrive over a SOCK_SEQPACKET socket with
+# the container's fds attached (SCM_RIGHTS); the helper answers on each
+# container's own channel: ("pid", n) after clone, ("exit", status) after
+# reaping, ("error", message, errno) if clone failed.  The caller may send
+# ("kill", signal) on the channel; closing it kills the container.
+# ---------------------------------------------------------------------------
+
+_MAX_FDS = 250
+_INLINE_LIMIT = 32768
+
+
+def _send_fds(sock, payload, fds):
+    fds = [fd for fd in fds if fd is not None]
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))]
+    sock.sendmsg([payload], ancillary if fds else [])
+
+
+def _recv_fds(sock, size=65536):
+    payload, ancillary, flags, _ = sock.recvmsg(size, socket.CMSG_SPACE(_MAX_FDS * 4),
+                                                socket.MSG_CMSG_CLOEXEC)
+    fds = []
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(struct.unpack("%di" % (len(data) // 4), data[:len(data) - len(data) % 4]))
+    if flags & (socket.MSG_CTRUNC | socket.MSG_TRUNC):
+        for fd in fds:
+            os.close(fd)
+        raise SandboxError("helper: message truncated", errno.EMSGSIZE)
+    return payload, fds
+
+
+def _encode_request(cfg, slots):
+    """A request: marshal'd (cfg, slots) inline, or in a memfd (sent as the
+    first fd) when large (place data)."""
+    payload = marshal.dumps((cfg, slots))
+    if len(payload) <= _INLINE_LIMIT:
+        return b"I" + payload, None
+    fd = os.memfd_create("sandbox-request", os.MFD_CLOEXEC)
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view):]
+    return b"M", fd
+
+
+def _decode_request(payload, fds):
+    if payload[:1] == b"M":
+        memfd = fds.pop(0)
+        try:
+            size = os.fstat(memfd).st_size
+            payload = b"I" + os.pread(memfd, size, 0)
+        finally:
+            os.close(memfd)
+    cfg, slots = marshal.loads(payload[1:])
+    # slots: how many of fds are chan, stdin, stdout, stderr, extras, cgroup
+    fds = list(fds)
+    taken = {}
+    for name, present in slots:
+        if isinstance(present, int) and not isinstance(present, bool):
+            taken[name] = [fds.pop(0) for _ in range(present)]
+        else:
+            taken[name] = fds.pop(0) if present else None
+    return cfg, taken
+
+
+def _launch_request(cfg, taken):
+    stdio = (taken["stdin"], taken["stdout"], taken["stderr"])
+    return _launch(cfg, taken["chan"], stdio, taken["extras"], taken["cgroup"])
+
+
+def _close_all(fds):
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _taken_fds(taken):
+    for value in taken.values():
+        if isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
+def _helper_main(control_fd):
+    """The helper's loop (in the helper process; never returns)."""
+    gc.disable()
+    gc.freeze()
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, what="helper: subreaper")
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    running = {}          # chan fd -> init pid
+    by_pid = {}           # init pid -> chan fd
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    _send_fds(control, b"ready", [])
+    while True:
+        for fd, _ in poller.poll():
+            if fd == control.fileno():
+                try:
+                    payload, fds = _recv_fds(control)
+                except (OSError, SandboxError):
+                    continue
+                if not payload:      # the caller is gone: so are its containers
+                    for pid in by_pid:
+                        os.kill(pid, signal.SIGKILL)
+                    os._exit(0)
+                try:
+                    cfg, taken = _decode_request(payload, fds)
+                except Exception:
+                    _close_all(fds)
+                    continue
+                chan = taken["chan"]
+                try:
+                    pid = _launch_request(cfg, taken)
+                except SandboxError as err:
+                    _send(chan, "error", str(err), err.errno or 0)
+                    _close_all(_taken_fds(taken))
+                    continue
+                _send(chan, "pid", pid)
+                _close_all(fd for fd in _taken_fds(taken) if fd != chan)
+                running[chan], by_pid[pid] = pid, chan
+                poller.register(chan, select.POLLIN)
+            elif fd == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    chan = by_pid.pop(pid, None)
+                    if chan is not None:
+                        _send(chan, "exit", _wait_status(status))
+                        poller.unregister(chan)
+                        del running[chan]
+                        os.close(chan)
+            elif fd in running:
+                try:
+                    message = marshal.loads(os.read(fd, 4096))
+                except (OSError, EOFError, ValueError, TypeError):
+                    message = ("kill", signal.SIGKILL)
+                if message[:1] == ("kill",):
+                    try:
+                        os.kill(running[fd], message[1])
+                    except OSError:
+                        pass
+                if message == ("kill", signal.SIGKILL):
+                    poller.unregister(fd)   # nothing more to read; the exit follows
+
+
+_HELPER_BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"
+                "__import__(sys.argv[2])._helper_main(int(sys.argv[3]))")
+
+
+class _Helper:
+    """The caller's end of the helper process."""
+
+    _lock = threading.Lock()
+    _current = None
+
+    def __init__(self):
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid_owner = os.getpid()
+        self.uid = (os.geteuid(), os.getegid())
+        self.sock = parent_end
+        self.mode = None
+        try:
+            if not self._exec(child_end) or not self._wait_ready():
+                self._fork(child_end)
+        finally:
+            child_end.close()
+
+    def _exec(self, child_end):
+        module = sys.modules[__name__]
+        path = getattr(module, "__file__", None)
+        executable = sys.executable
+        if not path or not path.endswith(".py") or not executable or not os.access(executable, os.X_OK):
+            return False
+        directory, name = os.path.split(os.path.abspath(path))
+        try:
+            self.process = subprocess.Popen(
+                [executable, "-I", "-S", "-c", _HELPER_BOOT, directory, name[:-3],
+                 str(child_end.fileno())],
+                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, cwd="/")
+        except OSError:
+            return False
+        self.mode = "exec"
+        return True
+
+    def _wait_ready(self):
+        ready, _, _ = select.select([self.sock], [], [], 30)
+        try:
+            answer = self.sock.recv(16) if ready else b""
+        except OSError:
+            answer = b""
+        if answer == b"ready":
+            return True
+        self.process.kill()
+        self.process.wait()
+        return False
+
+    def _fork(self, child_end):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fd = child_end.fileno()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)
+                _close_fds_except([fd])
+                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1,
+                            signal.SIGUSR2, signal.SIGALRM):
+                    signal.signal(sig, signal.SIG_DFL)
+                _helper_main(fd)
+            finally:
+                os._exit(1)
+        self.mode, self.process = "fork", pid
+        if self.sock.recv(16) != b"ready":
+            raise SandboxError("helper: could not start", errno.ECHILD)
+
+    def alive(self):
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if not any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0)):
+            return True
+        try:   # reap it
+            self.process.wait() if self.mode == "exec" else os.waitpid(self.process, 0)
+        except OSError:
+            pass
+        return False
+
+    def submit(self, payload, fds):
+        with self._lock:
+            _send_fds(self.sock, payload, fds)
+
+    @classmethod
+    def get(cls):
+        with cls._lock:
+            helper = cls._current
+            if (helper is None or helper.pid_owner != os.getpid()
+                    or helper.uid != (os.geteuid(), os.getegid()) or not helper.alive()):
+                helper = cls._current = cls()
+            return helper
+
+
+# ---------------------------------------------------------------------------
+# The parent side: Container (prepare, start, serve, wait) and run().
+# ---------------------------------------------------------------------------
+
+_MAX_ID = 0xFFFFFFFE
+_proc_values = {}
+
+
+def _proc_int(path, fallback):
+    if path not in _proc_values:
+        try:
+            with open(path, "rb") as f:
+                _proc_values[path] = int(f.read())
+        except (OSError, ValueError):
+            _proc_values[path] = fallback
+    return _proc_values[path]
+
+
+def _current_umask():
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _fd_of(value, what, default=None):
+    """An fd number from None (default), an int, or an object with fileno();
+    None when that fd is not open (the command then has it closed)."""
+    fd = default if value is None else value
+    if fd is not None and not isinstance(fd, int):
+        try:
+            fd = fd.fileno()
+        except (AttributeError, OSError, ValueError) as err:
+            raise SandboxError("%s: %r has no file descriptor" % (what, value),
+                               getattr(err, "errno", None) or errno.EBADF)
+    if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+        if value is None:
+            return None
+        raise SandboxError("%s: invalid file descriptor %r" % (what, value), errno.EBADF)
+    try:
+        os.fstat(fd)
+    except OSError:
+        if value is None:
+            return None
+        raise SandboxError("%s: file descriptor %d is not open" % (what, fd), errno.EBADF)
+    return fd
+
+
+def _check_id(value, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value > _MAX_ID:
+        raise SandboxError("%s: invalid id %r" % (what, value), errno.EINVAL)
+    return value
+
+
+def _encode_env(env):
+    if env is None:
+        return {}
+    try:
+        items = env.items()
+    except AttributeError:
+        raise SandboxError("env: expected a mapping, not %s" % type(env).__name__, errno.EINVAL)
+    encoded = {}
+    for key, value in items:
+        try:
+            key, value = os.fsencode(key), os.fsencode(value)
+        except TypeError:
+            raise SandboxError("env: %r=%r is not a string" % (key, value), errno.EINVAL)
+        if not key or b"=" in key or b"\0" in key or b"\0" in value:
+            raise SandboxError("env: invalid variable %r" % (key,), errno.EINVAL)
+        encoded[key] = value
+    return encoded
+
+
+class Container:
+    """A container being prepared or run: set the fields, then start(),
+    serve() and wait().  Not safe for concurrent use from several threads;
+    separate Containers are."""
+
+    def __init__(self, name=None, *args, ops=None):
+        self.args = [name] + list(args) if name is not None else []
+        self.path = None
+        self.dir = "/"
+        self.env = None
+        self.uid = 0
+        self.gid = 0
+        self.hostname = ""
+        self.ops = Ops() if ops is None else ops
+        self.seccomp = 0
+        self.parent_perm = 0
+        self.privileged = False
+        self.flags = HardeningFlags(0)
+        self.cgroup = None
+        self.extra_files = []
+        self.stdin = self.stdout = self.stderr = None
+        self.cancel = None
+        self.wait_delay = None
+        self.pid = None
+        self.returncode = None
+        self._chan = None
+        self._local = False       # the command line clones from its own process
+        self._stage = "new"
+        self._exec_error = None
+
+    def effective_seccomp(self):
+        opts = _check_syscall_opts(int(self.seccomp))
+        flags = int(self.flags)
+        if not flags & FSyscallCompat:
+            opts |= FlagExt
+        if not flags & FAllowDevel:
+            opts |= FlagDenyDevel
+        if not flags & FAllowUserns:
+            opts |= FlagDenyNS
+        if not flags & FAllowTTY:
+            opts |= FlagDenyTTY
+        return SyscallOpts(opts)
+
+    def __str__(self):
+        return "argv: [%s], flags: %#x, seccomp: %#x" % (
+            " ".join(_q(a) for a in self.args), int(self.flags), int(self.effective_seccomp()))
+
+    def __repr__(self):
+        return "<Container %s>" % self
+
+    # -- start: check everything that can be checked before a process exists
+    def start(self):
+        if self._stage != "new":
+            raise SandboxError("sandbox: already started", errno.EBUSY)
+        if not self.ops:
+            raise SandboxError("sandbox: starting an empty container", errno.EINVAL)
+        for index, op in enumerate(self.ops):
+            if not isinstance(op, Op):
+                raise SandboxError("op %d: %r is not an operation" % (index, op), errno.EINVAL)
+            if not isinstance(op, Place) or op.data is not None:
+                try:
+                    op.validate()
+                except SandboxError as err:
+                    raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+        if not isinstance(self.flags, int) or self.flags < 0 or self.flags & ~0x1F:
+            raise SandboxError("flags: invalid hardening flags %r" % (self.flags,), errno.EINVAL)
+        self.effective_seccomp()
+        _check_id(self.uid, "uid")
+        _check_id(self.gid, "gid")
+        if self.path is not None and self.path != "":
+            if not isinstance(self.path, str) or not self.path.startswith("/"):
+                raise SandboxError("invalid executable path %s" % _q(self.path), errno.EINVAL)
+        if not isinstance(self.hostname, str) or len(self.hostname.encode()) > 64 or "\0" in self.hostname:
+            raise SandboxError("hostname: invalid %r" % (self.hostname,), errno.EINVAL)
+        if not isinstance(self.dir, str) or not self.dir.startswith("/"):
+            raise SandboxError("dir: %s is not absolute" % _q(self.dir), errno.EINVAL)
+        if not isinstance(self.parent_perm, int) or not 0 <= self.parent_perm <= 0o7777:
+            raise SandboxError("parent_perm: invalid mode %r" % (self.parent_perm,), errno.EINVAL)
+        if len(self.extra_files) > _MAX_FDS - 8:
+            raise SandboxError("extra_files: too many (%d)" % len(self.extra_files), errno.EINVAL)
+        self._stage = "started"
+
+    def _config(self):
+        if not self.args and not self.path:
+            shell = os.environ.get("SHELL", "")
+            if not shell.startswith("/"):
+                raise SandboxError("no command specified and $SHELL is invalid", errno.EBADE)
+            self.path, self.args = shell, [shell]
+        try:
+            args = [os.fsencode(a) for a in self.args] or [os.fsencode(self.path)]
+        except TypeError:
+            raise SandboxError("args: %r are not all strings" % (self.args,), errno.EINVAL)
+        if any(b"\0" in a for a in args) or not args[0]:
+            raise SandboxError("args: invalid argument vector %r" % (self.args,), errno.EINVAL)
+        ops = []
+        for index, op in enumerate(self.ops):
+            try:
+                op.validate()
+            except SandboxError as err:
+                raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+            ops.append((type(op).__name__, tuple(
+                bytes(v) if isinstance(v, bytearray) else v for v in op._values())))
+        return {
+            "args": args, "path": os.fsencode(self.path) if self.path else None,
+            "dir": self.dir, "env": _encode_env(self.env),
+            "uid": self.uid if self.uid >= 1 else _proc_int("/proc/sys/kernel/overflowuid", 65534),
+            "gid": self.gid if self.gid >= 1 else _proc_int("/proc/sys/kernel/overflowgid", 65534),
+            "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
+            "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
+            "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
+            "cap_last_cap": _proc_int("/proc/sys/kernel/cap_last_cap", 40),
+            "filter": _compiled_filter(int(self.effective_seccomp()), HOST_ARCH, None),
+        }
+
+    # -- serve: send the configuration; the container exists when it returns
+    def serve(self):
+        if self._stage != "started":
+            raise SandboxError("sandbox: serve() needs start() first and runs once", errno.EINVAL)
+        self._stage = "served"
+        cfg = self._config()
+        stdio = [_fd_of(self.stdin, "stdin", 0), _fd_of(self.stdout, "stdout", 1),
+                 _fd_of(self.stderr, "stderr", 2)]
+        extras = [_fd_of(f, "extra_files[%d]" % i) for i, f in enumerate(self.extra_files)]
+        cgroup = None if self.cgroup is None else _fd_of(self.cgroup, "cgroup")
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._chan = parent_end
+        try:
+            if self._local:
+                self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup)
+            else:
+                self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
+        finally:
+            child_end.close()
+        if not self._local:
+            message = self._receive()
+            if message[0] == "error":
+                self._stage = "done"
+                raise SandboxError(message[1], message[2])
+            self.pid = message[1]
+        message = self._receive()
+        if message[0] != "ready":
+            status = self.wait()
+            if message[0] == "error":
+                raise SandboxError(message[1], message[2])
+            raise SandboxError("sandbox: init exited with status %d during setup" % status,
+                               errno.ECHILD)
+
+    def _submit(self, cfg, chan, stdio, extras, cgroup):
+        slots = [("chan", True), ("stdin", stdio[0] is not None),
+                 ("stdout", stdio[1] is not None), ("stderr", stdio[2] is not None),
+                 ("extras", len(extras)), ("cgroup", cgroup is not None)]
+        if any(fd is None for fd in extras):
+            raise SandboxError("extra_files: not open", errno.EBADF)
+        payload, memfd = _encode_request(cfg, slots)
+        fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + [cgroup]
+        try:
+            for attempt in (1, 2):
+                try:
+                    _Helper.get().submit(payload, fds)
+                    break
+                except (BrokenPipeError, ConnectionResetError):
+                    if attempt == 2:
+                        raise
+        except OSError as err:
+            raise SandboxError("helper: sending the request", err.errno)
+        finally:
+            if memfd is not None:
+                os.close(memfd)
+
+    def _receive(self, timeout=None):
+        """The next message from the container's channel; ("eof",) when it
+        closed; None on timeout."""
+        if timeout is not None:
+            ready, _, _ = select.select([self._chan], [], [], max(timeout, 0))
+            if not ready:
+                return None
+        try:
+            data = self._chan.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            return ("eof",)
+        return marshal.loads(data)
+
+    # -- wait, kill, stop
+    def wait(self, timeout=None):
+        """The command's exit status (128+N for signal N).  Raises
+        subprocess.TimeoutExpired when timeout passes first (the container
+        keeps running), SandboxError when the command could not be run."""
+        if self._stage == "done" and self.returncode is not None:
+            return self._finish()
+        if self._stage != "served":
+            raise SandboxError("sandbox: wait() before serve()", errno.EINVAL)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            message = self._receive(remaining)
+            if message is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self._handle(message, remaining, timeout)
+        return self._finish()
+
+    def _handle(self, message, remaining=None, timeout=None):
+        kind = message[0]
+        if kind == "exit":
+            self.returncode = message[1]
+        elif kind == "exec":
+            self._exec_error = message
+        elif kind == "eof" and self._local:
+            self._wait_local(remaining, timeout)
+        elif kind == "eof":     # the helper died: so did the container
+            self.returncode = 128 + signal.SIGKILL
+
+    def _finish(self):
+        self._stage = "done"
+        if self._chan is not None:
+            self._chan.close()
+        if self._exec_error:
+            _, err, what = self._exec_error
+            what = os.fsdecode(what) if isinstance(what, bytes) else what
+            if not what.startswith("chdir"):
+                what = "exec %s" % _q(what)
+            error = SandboxError("%s: %s" % (what, os.strerror(err)), err)
+            error.exit_status = self.returncode
+            raise error
+        return self.returncode
+
+    def _wait_local(self, remaining, timeout):
+        # Only the command line clones from its own process; it waits
+        # without a timeout.  With one, poll.
+        end = None if remaining is None else time.monotonic() + remaining
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG if end is not None else 0)
+            except InterruptedError:
+                continue
+            if pid:
+                self.returncode = _wait_status(status)
+                return
+            if time.monotonic() >= end:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            time.sleep(0.005)
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send sig to the container's init (SIGKILL ends the container)."""
+        if self.returncode is not None or self.pid is None:
+            return
+        if self._local:
+            os.kill(self.pid, sig)
+        else:
+            try:
+                self._chan.send(marshal.dumps(("kill", int(sig))))
+            except OSError:
+                pass
+
+    def stop(self):
+        """Cancel: call `cancel(container)` if set, else send SIGTERM (init
+        forwards it to the command); kill after wait_delay seconds."""
+        if self.cancel is not None:
+            self.cancel(self)
+        else:
+            self.kill(signal.SIGTERM)
+        if self.wait_delay is not None:
+            timer = threading.Timer(self.wait_delay, self.kill)
+            timer.daemon = True
+            timer.start()
+
+    def close(self):
+        """Kill the container if it still runs and release its channel."""
+        if self._stage == "served" and self.returncode is None and self.pid is not None:
+            self.kill()
+            try:
+                self.wait()
+            except SandboxError:
+                pass
+        if self._chan is not None:
+            self._chan.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
+        uid=0, gid=0, hostname="", env=None, cwd="/", flags=0, seccomp=0,
+        stdin=None, stdout=None, stderr=None, pass_fds=(), privileged=False,
+        cgroup=None, input=None):
+    """Run args in a container, like subprocess.run; returns a
+    subprocess.CompletedProcess.  ops defaults to default_ops()."""
+    if isinstance(args, (str, bytes)) or not args:
+        raise SandboxError("run: args must be a non-empty list", errno.EINVAL)
+    container = Container(*args, ops=default_ops() if ops is None else ops)
+    container.uid, container.gid, container.hostname = uid, gid, hostname
+    container.env, container.dir, container.flags = env, cwd, flags
+    container.seccomp, container.privileged, container.cgroup = seccomp, privileged, cgroup
+    container.extra_files = list(pass_fds)
+    if capture_output:
+        if stdout is not None or stderr is not None:
+            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
+        stdout = stderr = subprocess.PIPE
+    if input is not None:
+        if stdin is not None:
+            raise ValueError("stdin and input arguments may not both be used.")
+        stdin = subprocess.PIPE
+    pipes, close_after = {}, []
+    try:
+        for name, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+            if value == subprocess.PIPE:
+                read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                ours, theirs = (write_end, read_end) if name == "stdin" else (read_end, write_end)
+                pipes[name] = ours
+                close_after.append(theirs)
+                value = theirs
+            elif value == subprocess.DEVNULL:
+                value = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                close_after.append(value)
+            elif value == subprocess.STDOUT and name == "stderr":
+                value = container.stdout
+            setattr(container, name, value)
+        container.start()
+        container.serve()
+        _close_all(close_after)
+        close_after = []
+        out, err = _communicate(container, pipes, input, timeout)
+    finally:
+        _close_all(close_after)
+        _close_all(pipes.values())
+        container.close()
+    if check and container.returncode:
+        raise subprocess.CalledProcessError(container.returncode, args, out, err)
+    return subprocess.CompletedProcess(args, container.returncode, out, err)
+
+
+def _communicate(container, pipes, input, timeout):
+    """Feed input, collect PIPE output and wait, all in one poll loop."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    chunks = {name: [] for name in pipes if name != "stdin"}
+    reading = {pipes[name]: name for name in chunks}
+    pending = memoryview(input or b"")
+    writing = pipes.get("stdin")
+    if writing is not None and not pending:
+        os.close(writing)
+        pipes.pop("stdin")
+        writing = None
+    status_fd = container._chan.fileno()
+    while reading or writing is not None or container.returncode is None:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            container.kill()
+            container.wait()
+            raise subprocess.TimeoutExpired(
+                container.args, timeout,
+                b"".join(chunks["stdout"]) if "stdout" in chunks else None,
+                b"".join(chunks["stderr"]) if "stderr" in chunks else None)
+        watch_read = list(reading) + ([status_fd] if container.returncode is None else [])
+        ready_r, ready_w, _ = select.select(watch_read, [writing] if writing is not None else [],
+                                            [], remaining)
+        for fd in ready_r:
+            if fd == status_fd:
+                container._handle(container._receive())
+                continue
+            data = os.read(fd, 65536)
+            if data:
+                chunks[reading[fd]].append(data)
+            else:
+                del reading[fd]
+        if ready_w:
+            try:
+                pending = pending[os.write(writing, pending[:65536]):]
+            except BrokenPipeError:
+                pending = pending[:0]
+            if not pending:
+                os.close(writing)
+                pipes.pop("stdin")
+                writing = None
+    container._finish()
+    return (b"".join(chunks["stdout"]) if "stdout" in chunks else None,
+            b"".join(chunks["stderr"]) if "stderr" in chunks else None)
