@@ -61,6 +61,11 @@ class SandboxError(OSError):
         return (type(self), (self.message, self.errno or 0))
 
 
+def _at_op(error, index):
+    """The error, naming the index of the operation it happened in."""
+    return SandboxError("%s (op %d)" % (error, index), error.errno or 0)
+
+
 def _fail(message, err=0):
     if err:
         message = "%s: %s" % (message, os.strerror(err))
@@ -507,7 +512,7 @@ class _Asm:
                 if op & 7 == BPF_JMP and op != BPF_JMP | BPF_JA:
                     offsets = [0 if t is None else where[t] - index - 1 for t in (jt, jf)]
                     if max(offsets) > 255:
-                        patched = position
+                        patched = (position, index)
                         break
                     out.append(struct.pack("<HBBI", op, offsets[0], offsets[1], k))
                 elif op == BPF_JMP | BPF_JA:
@@ -517,13 +522,15 @@ class _Asm:
                 index += 1
             if patched is None:
                 return b"".join(out)
-            self._trampoline(patched, where)
+            self._trampoline(*patched, where)
 
-    def _trampoline(self, position, where):
+    def _trampoline(self, position, index, where):
+        """Route the far targets of the jump at code[position] (instruction
+        `index`) through `ja` instructions placed right after it."""
         op, k, jt, jf = self.code[position]
         fixed, after = [op, k, jt, jf], []
         for slot, target in ((2, jt), (3, jf)):
-            if target is not None and where[target] - position > 255:
+            if target is not None and where[target] - index - 1 > 255:
                 hop = self.label()
                 after += [("label", hop), [BPF_JMP | BPF_JA, target, None, None]]
                 fixed[slot] = hop
@@ -774,6 +781,11 @@ class _Codegen:
         halves = [(False, arg.value & _WORD, arg.mask & _WORD)]
         if bits == 64:
             halves.insert(0, (True, arg.value >> 32, arg.mask >> 32))
+        if bits == 32 and arg.value > _WORD:
+            # A 32-bit argument never equals nor exceeds a wider value.
+            never = op in (CMP_MASKED_EQ, CMP_EQ, CMP_GE, CMP_GT)
+            asm.ins(BPF_JMP | BPF_JA, miss if never else ok)
+            return
         if op == CMP_MASKED_EQ:
             tests = [h for h in halves if h[1] or h[2]]
             for n, (high, value, mask) in enumerate(tests):
@@ -876,7 +888,7 @@ def bpf_run(program, nr, arch=None, args=(), ip=0):
     (action, instructions executed).  arch: a name or an AUDIT_ARCH value."""
     arch = AUDIT_ARCH[_check_arch(arch)] if not isinstance(arch, int) else arch
     args = (list(args) + [0] * 6)[:6]
-    data = struct.pack("<iIQ6Q", nr, arch, ip, *[a & (2**64 - 1) for a in args])
+    data = struct.pack("<IIQ6Q", nr & _WORD, arch, ip, *[a & (2**64 - 1) for a in args])
     code = _decode(program)
     a = x = pc = count = 0
     mem = [0] * 16
@@ -1070,21 +1082,28 @@ def _read_mountinfo():
 
 
 def mounts_under(entries, path):
-    """The visible mounts at or under path, parents first: a mount covered by
-    a later one on the same mountpoint, and whatever hangs below it, is left
-    out (remounting it by path would reach the covering mount)."""
+    """The visible mounts at or under path, in mountinfo order (parents
+    first).  A mount covered by another on the same mountpoint, and all that
+    hangs below it, is left out: remounting it by path would reach the
+    covering mount instead."""
     prefix = path.rstrip("/") + "/"
     inside = [e for e in entries if e.mountpoint == path or e.mountpoint.startswith(prefix)]
+    by_id = {e.mount_id: e for e in inside}
     covered = {e.parent_id for e in inside
-               if any(p.mount_id == e.parent_id and p.mountpoint == e.mountpoint for p in inside)}
-    ids = {e.mount_id for e in inside}
-    visible, hidden = [], set(covered)
-    for e in inside:       # mountinfo lists parents before children
-        if e.mount_id in hidden or e.parent_id in hidden:
-            hidden.add(e.mount_id)
-        elif e.parent_id in ids or e.mountpoint == path:
-            visible.append(e)
-    return visible
+               if e.parent_id in by_id and by_id[e.parent_id].mountpoint == e.mountpoint}
+    visible = {}
+
+    def is_visible(entry):
+        if entry.mount_id not in visible:
+            visible[entry.mount_id] = False        # cycles in bad input end here
+            parent = by_id.get(entry.parent_id)
+            while parent is not None and parent.mountpoint == entry.mountpoint:
+                parent = by_id.get(parent.parent_id)   # skip what this one stacks on
+            visible[entry.mount_id] = entry.mount_id not in covered and (
+                is_visible(parent) if parent is not None else entry.mountpoint == path)
+        return visible[entry.mount_id]
+
+    return [e for e in inside if is_visible(e)]
 
 
 _MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV,
@@ -1176,15 +1195,30 @@ def _touch(path, mode):
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode))
 
 
+_STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
+                  (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                  (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+                  (os.ST_RELATIME, MS_RELATIME))
+
+
 def _bind_mount(source, target, flags, what):
     """Bind source on target recursively, then give every mount at or under
-    target nosuid, and ro unless writable, and nodev unless device."""
+    target nosuid, and ro unless writable, and nodev unless device.  The
+    flags a mount already has are kept: in a user namespace they are locked."""
     _mount(source, target, None, MS_BIND | MS_REC, None, what)
     extra = MS_NOSUID
     if not flags & BindWritable:
         extra |= MS_RDONLY
     if not flags & BindDevice:
         extra |= MS_NODEV
+    if not os.path.isdir(target):
+        # Nothing can be mounted under a file: no need to read mountinfo.
+        current = os.statvfs(target).f_flag
+        flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
+        _check(_libc.mount(None, os.fsencode(target), None,
+                           MS_BIND | MS_REMOUNT | flags_now | extra, None),
+               "%s: remounting %s" % (what, _q(target)))
+        return
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
         canonical = os.readlink("%s/self/fd/%d" % (_proc, fd))
@@ -1198,7 +1232,7 @@ def _bind_mount(source, target, flags, what):
             err = ctypes.get_errno()
             if err == errno.EACCES and entry.mountpoint != canonical:
                 continue    # a submount we may not touch stays as it is
-            _fail("%s: remounting %r" % (what, entry.mountpoint), err)
+            _fail("%s: remounting %s" % (what, _q(entry.mountpoint)), err)
 
 
 class Op:
@@ -1225,6 +1259,11 @@ class Op:
     def _values(self):
         return tuple(getattr(self, name) for name in self.fields)
 
+    @property
+    def what(self):
+        """How error messages name this operation."""
+        return str(self)
+
     def validate(self):
         for name in self.fields:
             if name in ("target", "source", "dest", "name", "linkname"):
@@ -1246,6 +1285,10 @@ class Bind(Op):
     def __init__(self, source, target, flags=0):
         super().__init__(source, target, flags)
 
+    @property
+    def what(self):
+        return "bind %s on %s" % (_q(self.source), _q(self.target))
+
     def validate(self):
         if not isinstance(self.flags, int) or self.flags & ~7 or self.flags < 0:
             raise SandboxError("%s: invalid flags" % self, errno.EINVAL)
@@ -1259,13 +1302,13 @@ class Bind(Op):
         except OSError as err:
             if self.flags & BindOptional and err.errno == errno.ENOENT:
                 return
-            _fail("bind %s" % self, err.errno)
+            _fail(self.what, err.errno)
         self._resolved = resolved
 
     def apply(self, state):
         if self._resolved is None:
             return
-        what = "bind %s" % self
+        what = self.what
         source = _HOST + self._resolved
         target = _resolve_in_root(_SYSROOT, self.target)
         try:
@@ -1597,7 +1640,7 @@ def _build_root(cfg, ops, state):
         try:
             op.early(state)
         except SandboxError as err:
-            raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+            raise _at_op(err, index)
     base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
     _mount("rootfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "intermediate root")
     os.chdir(base)
@@ -1613,9 +1656,9 @@ def _build_root(cfg, ops, state):
         try:
             op.apply(state)
         except SandboxError as err:
-            raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+            raise _at_op(err, index)
         except OSError as err:
-            _fail("op %d: %s" % (index, op), err.errno)
+            raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
     _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
     _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
     os.chdir(_SYSROOT)
@@ -1650,35 +1693,20 @@ def _drop_privileges(cfg):
     _load_filter(cfg["filter"])
 
 
-def _move_fds(sources, lowest):
-    """dup2 sources[i] to lowest+i for i in order (None closes that slot),
-    safe when sources and targets overlap."""
-    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1024)
-            for fd in sources]
-    for i, fd in enumerate(high):
-        if fd is None:
-            try:
-                os.close(lowest + i)
-            except OSError:
-                pass
-        else:
-            os.dup2(fd, lowest + i)   # dup2 leaves the target inheritable
-    return high
-
-
-def _exec_command(cfg, chan, stdio, extras):
-    """In the command's process: place fds, restore signals, exec.  Never
-    returns; a failure is reported as ("exec", errno, what)."""
-    what, status = "exec", _SETUP_FAILED
+def _spawn_command(cfg, chan, stdio, extras):
+    """Start the command with posix_spawn (a vfork: nothing of this process
+    is copied) and return its pid; exec failures come back at once and are
+    reported as ("exec", errno, what) before exiting 127/126."""
+    slots = list(stdio) + list(extras)
+    # Move every fd above the slots they go to, so no dup2 clobbers another.
+    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, len(slots))
+            for fd in slots]
+    actions = [(os.POSIX_SPAWN_CLOSE, i) if fd is None else (os.POSIX_SPAWN_DUP2, fd, i)
+               for i, fd in enumerate(high)]
+    what, status = "chdir %s" % _q(cfg["dir"]), _SETUP_FAILED
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        high = _move_fds(list(stdio) + list(extras), 0)
-        _close_all(high)
-        os.umask(cfg["umask"])
-        what = "chdir %s" % _q(cfg["dir"])
         os.chdir(cfg["dir"])
+        os.umask(cfg["umask"])
         env, path = cfg["env"], cfg["path"] or cfg["args"][0]
         what, status, err = path, 127, errno.ENOENT
         if b"/" in path:
@@ -1688,17 +1716,19 @@ def _exec_command(cfg, chan, stdio, extras):
             candidates = [os.path.join(d or b".", path) for d in search.split(b":")]
         for candidate in candidates:
             try:
-                os.execve(candidate, cfg["args"], env)
+                return os.posix_spawn(candidate, cfg["args"], env, file_actions=actions,
+                                      setsigmask=(), setsigdef=_RESET_SIGNALS)
             except OSError as error:
                 if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
                     err = error.errno
-        status = 127 if err == errno.ENOENT else 126
-        _send(chan, "exec", err, what)
-    except OSError as err:
-        _send(chan, "exec", err.errno or errno.EINVAL, what)
-    except BaseException as err:
-        _send(chan, "exec", errno.EINVAL, "%s (%s)" % (what, err))
-    os._exit(status)
+        raise OSError(err, os.strerror(err))
+    except OSError as error:
+        if status == 127 and error.errno != errno.ENOENT:
+            status = 126
+        _send(chan, "exec", error.errno or errno.EINVAL, what)
+        os._exit(status)
+    finally:
+        _close_all(high)
 
 
 def _container_init(cfg, chan, stdio, extras, cgroup):
@@ -1739,9 +1769,7 @@ def _container_init(cfg, chan, stdio, extras, cgroup):
                 _fail("loopback: bringing lo up", err.errno)
         _drop_privileges(cfg)
         _send(chan, "ready")
-        pid = os.fork()
-        if pid == 0:
-            _exec_command(cfg, chan, stdio, extras)
+        pid = _spawn_command(cfg, chan, stdio, extras)
     except SandboxError as err:
         _send(chan, "error", str(err), err.errno or 0)
         os._exit(_SETUP_FAILED)
@@ -1972,7 +2000,7 @@ def _helper_main(control_fd):
                     continue
                 _send(chan, "pid", pid)
                 _close_all(fd for fd in _taken_fds(taken) if fd != chan)
-                running[chan], by_pid[pid] = pid, chan
+                running[chan], by_pid[pid] = pid, chan   # running[chan]: None once killed
                 poller.register(chan, select.POLLIN)
             elif fd == wake_r:
                 try:
@@ -1989,21 +2017,22 @@ def _helper_main(control_fd):
                     chan = by_pid.pop(pid, None)
                     if chan is not None:
                         _send(chan, "exit", _wait_status(status))
-                        poller.unregister(chan)
-                        del running[chan]
+                        if running.pop(chan) is not None:
+                            poller.unregister(chan)
                         os.close(chan)
-            elif fd in running:
+            elif running.get(fd) is not None:
                 try:
                     message = marshal.loads(os.read(fd, 4096))
                 except (OSError, EOFError, ValueError, TypeError):
-                    message = ("kill", signal.SIGKILL)
-                if message[:1] == ("kill",):
+                    message = ("kill", signal.SIGKILL)    # the caller let go
+                if message[:1] == ("kill",) and isinstance(message[1], int):
                     try:
                         os.kill(running[fd], message[1])
                     except OSError:
                         pass
                 if message == ("kill", signal.SIGKILL):
                     poller.unregister(fd)   # nothing more to read; the exit follows
+                    running[fd] = None
 
 
 _HELPER_BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"
@@ -2237,12 +2266,12 @@ class Container:
             raise SandboxError("sandbox: starting an empty container", errno.EINVAL)
         for index, op in enumerate(self.ops):
             if not isinstance(op, Op):
-                raise SandboxError("op %d: %r is not an operation" % (index, op), errno.EINVAL)
+                raise _at_op(SandboxError("%r is not an operation" % (op,), errno.EINVAL), index)
             if not isinstance(op, Place) or op.data is not None:
                 try:
                     op.validate()
                 except SandboxError as err:
-                    raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+                    raise _at_op(err, index)
         if not isinstance(self.flags, int) or self.flags < 0 or self.flags & ~0x1F:
             raise SandboxError("flags: invalid hardening flags %r" % (self.flags,), errno.EINVAL)
         self.effective_seccomp()
@@ -2278,7 +2307,7 @@ class Container:
             try:
                 op.validate()
             except SandboxError as err:
-                raise SandboxError("op %d: %s" % (index, err), err.errno or 0)
+                raise _at_op(err, index)
             ops.append((type(op).__name__, tuple(
                 bytes(v) if isinstance(v, bytearray) else v for v in op._values())))
         return {

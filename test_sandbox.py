@@ -1,0 +1,923 @@
+"""Tests for sandbox.py.
+
+Container tests run for real (namespaces, mounts, seccomp, processes), once
+as the calling user and once as uid 65534 (when the suite runs as root: a
+forked child drops its privileges, runs the test body and reports back over
+a pipe).  Pure functions (BPF generation, mountinfo parsing, argument
+checks) get unit tests too.
+"""
+
+import ctypes
+import errno
+import os
+import pickle
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import traceback
+
+import pytest
+
+import sandbox
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOBODY = 65534
+ENV = {"PATH": "/usr/bin:/bin"}
+
+
+# ---------------------------------------------------------------------------
+# Running a test body as the caller and as an unprivileged user.
+# ---------------------------------------------------------------------------
+
+def _drop_to_nobody():
+    os.setgroups([])
+    os.setresgid(NOBODY, NOBODY, NOBODY)
+    os.setresuid(NOBODY, NOBODY, NOBODY)
+    os.chdir("/")
+
+
+def _run_forked(body, drop):
+    """Run body() in a forked child (after dropping privileges if drop);
+    re-raise its failure here with the child's traceback."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            os.close(read_end)
+            if drop:
+                _drop_to_nobody()
+                assert os.getuid() == NOBODY and os.geteuid() == NOBODY
+            body()
+            result = ("ok", "")
+        except BaseException:
+            result = ("fail", traceback.format_exc())
+        try:
+            data = pickle.dumps(result)
+            while data:
+                data = data[os.write(write_end, data):]
+        except BaseException:
+            status = 1
+        os._exit(status)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert chunks, "the test child died without reporting (status %#x)" % status
+    kind, text = pickle.loads(b"".join(chunks))
+    if kind != "ok":
+        pytest.fail("in the %s child:\n%s" % ("unprivileged" if drop else "forked", text),
+                    pytrace=False)
+
+
+@pytest.fixture(params=["caller", "nobody"])
+def as_user(request):
+    """as_user(body): run body as the caller, or as uid 65534.  When the
+    suite itself runs unprivileged, both variants run as the caller."""
+    if request.param == "nobody" and os.geteuid() == 0:
+        return lambda body: _run_forked(body, drop=True)
+    return lambda body: body()
+
+
+def run_ok(args, **kwargs):
+    kwargs.setdefault("env", ENV)
+    kwargs.setdefault("capture_output", True)
+    cp = sandbox.run(args, **kwargs)
+    assert cp.returncode == 0, (cp.returncode, cp.stdout, cp.stderr)
+    return cp.stdout.decode()
+
+
+def sh(script, **kwargs):
+    return run_ok(["/bin/sh", "-c", script], **kwargs)
+
+
+def mountinfo_inside(ops, **kwargs):
+    text = run_ok(["/bin/cat", "/proc/self/mountinfo"], ops=ops, **kwargs)
+    return {e.mountpoint: e for e in sandbox.parse_mountinfo(text)}
+
+
+def host_state():
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    return mounts, sorted(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    """Every test leaves the host's mount table, this process's fds and its
+    children as they were."""
+    mounts, _ = host_state()
+    yield
+    after_mounts, _ = host_state()
+    assert after_mounts == mounts
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Seccomp: the policy computed independently, the compiler's decisions
+# checked with the module's interpreter for every syscall number.
+# ---------------------------------------------------------------------------
+
+ALWAYS = "syslog uselib acct quotactl add_key keyctl request_key move_pages mbind get_mempolicy set_mempolicy migrate_pages"
+EXT = "adjtimex clock_adjtime clock_adjtime64 clock_settime clock_settime64 settimeofday delete_module finit_module init_module kexec_file_load kexec_load reboot swapoff swapon"
+DENY_NS = "unshare setns mount umount umount2 pivot_root chroot"
+DENY_NS_ENOSYS = "clone3 open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr"
+DENY_NS_EXT = "chown chown32 fchown fchown32 fchownat lchown lchown32 setgid setgid32 setgroups setgroups32 setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid setreuid32 setuid setuid32"
+ARCHES = ["x86_64", "i386", "aarch64", "arm"]
+OPTS = [0, 0x2, 0x4, 0x6, 0x8, 0x10, 0x1E, 0x3E, 0x5E, 0x9E, 0x11E, 0x1FE, 0x7E]
+EPERM = sandbox.SECCOMP_RET_ERRNO | errno.EPERM
+ENOSYS = sandbox.SECCOMP_RET_ERRNO | errno.ENOSYS
+EAFNO = sandbox.SECCOMP_RET_ERRNO | errno.EAFNOSUPPORT
+ALLOW = sandbox.SECCOMP_RET_ALLOW
+KILL = sandbox.SECCOMP_RET_KILL_PROCESS
+
+
+def expected_by_name(opts):
+    """name -> action for the unconditional rules of SPEC section 4."""
+    table = {name: EPERM for name in ALWAYS.split()}
+    if opts & 2:
+        table.update((name, EPERM) for name in EXT.split())
+    if opts & 4:
+        table.update((name, EPERM) for name in DENY_NS.split())
+        table.update((name, ENOSYS) for name in DENY_NS_ENOSYS.split())
+        if opts & 2:
+            table.update((name, EPERM) for name in DENY_NS_EXT.split())
+    if opts & 16:
+        table.update(perf_event_open=EPERM, ptrace=EPERM)
+    if not opts & 32:
+        table["modify_ldt"] = EPERM
+        if opts & 2:
+            table.update((name, ENOSYS) for name in "subpage_prot switch_endian vm86 vm86old".split())
+    return table
+
+
+def expected(arch, opts, nr, args=(0,) * 6):
+    """The decision libseccomp's filter makes, computed from the rules."""
+    args = (list(args) + [0] * 6)[:6]
+    bits = 64 if arch in ("x86_64", "aarch64") else 32
+    if bits == 32:
+        args = [a & 0xFFFFFFFF for a in args]
+    if arch == "x86_64" and nr >= 0x40000000 and nr != 0xFFFFFFFF:
+        return KILL
+    names = [n for n, number in sandbox.SYSCALLS[arch].items() if number == nr]
+    if not names:
+        return ALLOW
+    name = names[0]
+    if name == "socket":
+        allowed = {0, 1, 2, 10, 16} | ({29} if opts & 128 else set()) | ({31} if opts & 256 else set())
+        return ALLOW if args[0] in allowed else EAFNO
+    if name == "ioctl" and opts & 8:
+        return EPERM if args[1] & 0xFFFFFFFF in (0x5412, 0x541C) else ALLOW
+    if name == "clone" and opts & 4:
+        return EPERM if args[0] & 0x10000000 else ALLOW
+    if name == "personality" and opts & 16:
+        return ALLOW if args[0] == (8 if opts & 64 else 0) else EPERM
+    return expected_by_name(opts).get(name, ALLOW)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("opts", OPTS)
+def test_filter_decides_every_syscall_number_as_the_rules_say(arch, opts):
+    program = sandbox.seccomp_filter(opts, arch)
+    assert len(program) % 8 == 0
+    for nr in list(range(1024)) + [0x40000000, 0x40000001, 0x4000FFFF, 0x7FFFFFFF, 0xFFFFFFFE, 0xFFFFFFFF]:
+        action, _ = sandbox.bpf_run(program, nr, arch)
+        assert action == expected(arch, opts, nr), (arch, hex(opts), nr)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_filter_kills_foreign_architectures(arch):
+    for opts in (0, 0x1E, 0x3E):
+        program = sandbox.seccomp_filter(opts, arch)
+        for other, audit in sandbox.AUDIT_ARCH.items():
+            accepted = other == arch or (opts & 32 and sandbox._COMPAT_ARCH.get(arch) == other)
+            action, _ = sandbox.bpf_run(program, 39, audit)
+            assert (action != KILL) == bool(accepted), (arch, other, hex(opts))
+        assert sandbox.bpf_run(program, 0, 0x12345678)[0] == KILL
+
+
+def test_multiarch_filters_compat_syscalls_with_their_own_numbers():
+    program = sandbox.seccomp_filter(0x3E, "x86_64")
+    i386 = sandbox.AUDIT_ARCH["i386"]
+    assert sandbox.bpf_run(program, 103, i386)[0] == EPERM       # syslog on i386
+    assert sandbox.bpf_run(program, 21, i386)[0] == EPERM        # mount on i386
+    assert sandbox.bpf_run(program, 21, "x86_64")[0] == ALLOW    # access on x86_64
+    assert sandbox.bpf_run(program, 359, i386, [17])[0] == EAFNO  # socket(AF_PACKET), i386
+    assert sandbox.bpf_run(program, 123, i386)[0] == ALLOW       # modify_ldt allowed with multiarch
+    program = sandbox.seccomp_filter(0x3E, "aarch64")
+    arm = sandbox.AUDIT_ARCH["arm"]
+    assert sandbox.bpf_run(program, 281, arm, [17])[0] == EAFNO
+    assert sandbox.bpf_run(program, 21, arm)[0] == EPERM
+
+
+ARG_CASES = [
+    # (name, args, opts)
+    ("socket", [2], 0), ("socket", [3], 0), ("socket", [9], 0), ("socket", [10], 0),
+    ("socket", [11], 0), ("socket", [15], 0), ("socket", [16], 0), ("socket", [17], 0),
+    ("socket", [28], 0x80), ("socket", [29], 0x80), ("socket", [30], 0x80), ("socket", [31], 0x80),
+    ("socket", [31], 0x100), ("socket", [30], 0x180), ("socket", [32], 0x180),
+    ("socket", [0xFFFFFFFF], 0), ("socket", [1 << 32 | 2], 0), ("socket", [2**64 - 1], 0),
+    ("socket", [1 << 32], 0), ("socket", [-1], 0),
+    ("ioctl", [0, 0x5412], 0x8), ("ioctl", [0, 0x541C], 0x8), ("ioctl", [0, 0x5413], 0x8),
+    ("ioctl", [0, 0xDEAD00005412], 0x8), ("ioctl", [0, 0x5412], 0),
+    ("clone", [0x10000000], 0x4), ("clone", [0x10000000 | 0x01200011], 0x4),
+    ("clone", [0x01200011], 0x4), ("clone", [0xFFFFFFFF00000000], 0x4), ("clone", [0x10000000], 0),
+    ("personality", [0], 0x10), ("personality", [8], 0x10), ("personality", [6], 0x10),
+    ("personality", [0xFFFFFFFF], 0x10), ("personality", [1 << 32], 0x10),
+    ("personality", [8], 0x50), ("personality", [0], 0x50), ("personality", [6], 0),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("name,args,opts", ARG_CASES)
+def test_argument_edge_cases(arch, name, args, opts):
+    nr = sandbox.SYSCALLS[arch][name]
+    program = sandbox.seccomp_filter(opts, arch)
+    args = [a & (2**64 - 1) for a in args]
+    assert sandbox.bpf_run(program, nr, arch, args)[0] == expected(arch, opts, nr, args)
+
+
+def test_argument_comparisons_use_all_64_bits_on_64_bit_architectures():
+    program = sandbox.seccomp_filter(0x10, "x86_64")
+    assert sandbox.bpf_run(program, 135, "x86_64", [1 << 32])[0] == EPERM
+    program = sandbox.seccomp_filter(0x10, "i386")
+    assert sandbox.bpf_run(program, 136, "i386", [0])[0] == ALLOW
+
+
+def header_numbers(path, pattern=r"#define __NR_(\w+)\s+(\d+)"):
+    with open(path) as f:
+        return {m.group(1): int(m.group(2)) for m in re.finditer(pattern, f.read())}
+
+
+HEADERS = {
+    "x86_64": "/usr/include/x86_64-linux-gnu/asm/unistd_64.h",
+    "i386": "/usr/include/x86_64-linux-gnu/asm/unistd_32.h",
+    "aarch64": "/usr/include/asm-generic/unistd.h",
+}
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386", "aarch64"])
+def test_syscall_numbers_match_the_kernel_headers(arch):
+    path = HEADERS[arch]
+    if not os.path.exists(path):
+        pytest.skip("no %s on this machine (install linux-libc-dev)" % path)
+    numbers = header_numbers(path)
+    for name, number in sandbox.SYSCALLS[arch].items():
+        assert numbers.get(name) == number, (arch, name)
+    if arch != "aarch64":   # the generic header lists removed calls under other guards
+        every_name = set().union(*(sandbox.SYSCALLS[a] for a in ARCHES))
+        missing = {n for n in every_name if n not in sandbox.SYSCALLS[arch]}
+        assert not missing & set(numbers), (arch, missing & set(numbers))
+
+
+def test_unified_syscall_numbers_agree_across_architectures():
+    for name in ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount",
+                 "fspick", "mount_setattr"):
+        assert {sandbox.SYSCALLS[a][name] for a in ARCHES} == {sandbox.SYSCALLS["x86_64"][name]}
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_filter_is_small_and_quick(arch):
+    # The bench reports the figures; this only guards the shape: a search
+    # tree, not a chain, so the mean stays far below the number of rules.
+    for opts in (0, 0x1E, 0x3E, 0x1FE):
+        program = sandbox.seccomp_filter(opts, arch)
+        counts = [sandbox.bpf_run(program, nr, arch)[1] for nr in range(1024)]
+        assert sum(counts) / len(counts) < 16
+        assert max(counts) <= 32
+
+
+def test_long_jumps_get_trampolines():
+    rules = [sandbox.Rule("personality", sandbox.SECCOMP_RET_ERRNO | n,
+                          sandbox.Arg(0, sandbox.CMP_EQ, n)) for n in range(1, 400)]
+    program = sandbox.seccomp_filter(0, "x86_64", rules=rules)
+    for n in (1, 200, 399):
+        assert sandbox.bpf_run(program, 135, "x86_64", [n])[0] == sandbox.SECCOMP_RET_ERRNO | n
+    assert sandbox.bpf_run(program, 135, "x86_64", [400])[0] == ALLOW
+    assert sandbox.bpf_run(program, 135, "x86_64", [1 << 32 | 5])[0] == ALLOW
+
+
+def test_user_rules_with_several_argument_tests():
+    C = sandbox
+    rules = [C.Rule("ioctl", EPERM, C.Arg(0, C.CMP_GT, 5), C.Arg(1, C.CMP_LE, 1 << 40)),
+             C.Rule("ioctl", ENOSYS, C.Arg(0, C.CMP_LT, 3)),
+             C.Rule("ioctl", EAFNO, C.Arg(2, C.CMP_MASKED_EQ, 0x30, 0xF0))]
+    for arch in ("x86_64", "i386"):
+        program = sandbox.seccomp_filter(0, arch, rules=rules)
+        nr = sandbox.SYSCALLS[arch]["ioctl"]
+        run = lambda *a: sandbox.bpf_run(program, nr, arch, a)[0]
+        assert run(6, 7) == EPERM
+        assert run(2, 7) == ENOSYS
+        assert run(4, 0, 0x35) == EAFNO
+        assert run(4, 0, 0x45) == ALLOW
+        if arch == "x86_64":
+            assert run(6, (1 << 40) + 1) == ALLOW
+            assert run(1 << 33, 1) == EPERM
+
+
+def test_bad_arch_and_opts_are_refused():
+    with pytest.raises(sandbox.SandboxError, match="mips"):
+        sandbox.seccomp_filter(0, "mips")
+    with pytest.raises(sandbox.SandboxError, match="0x400|1024"):
+        sandbox.seccomp_filter(0x400, "x86_64")
+    with pytest.raises(sandbox.SandboxError):
+        sandbox.seccomp_filter(-1, "x86_64")
+
+
+def test_disassembly_names_what_it_sees():
+    text = sandbox.bpf_disasm(sandbox.seccomp_filter(0x1E, "x86_64"))
+    lines = text.splitlines()
+    assert len(lines) == len(sandbox.seccomp_filter(0x1E, "x86_64")) // 8
+    assert lines[0].endswith("A = arch")
+    assert "(x86_64)" in lines[1]
+    assert any("return ERRNO(EPERM)" in line for line in lines)
+    assert any("return KILL_PROCESS" in line for line in lines)
+    assert any("args[0] hi" in line for line in lines)
+
+
+def test_interpreter_runs_classic_bpf():
+    pack = lambda op, k, jt=0, jf=0: struct.pack("<HBBI", op, jt, jf, k)
+    B = sandbox
+    program = b"".join([
+        pack(B.BPF_LD | B.BPF_W | B.BPF_ABS, 0),            # A = nr
+        pack(B.BPF_ALU | B.BPF_ADD | B.BPF_K, 5),            # A += 5
+        pack(B.BPF_MISC | B.BPF_TAX, 0),                     # X = A
+        pack(B.BPF_ST, 3),                                   # M[3] = A
+        pack(B.BPF_LD | B.BPF_IMM, 7),                       # A = 7
+        pack(B.BPF_ALU | B.BPF_MUL | B.BPF_X, 0),            # A *= X
+        pack(B.BPF_JMP | B.BPF_JGT | B.BPF_K, 100, 1, 0),
+        pack(B.BPF_RET | B.BPF_A, 0),                        # return A
+        pack(B.BPF_LD | B.BPF_MEM, 3),                       # A = M[3]
+        pack(B.BPF_RET | B.BPF_A, 0),
+    ])
+    assert sandbox.bpf_run(program, 2, "x86_64") == (49, 8)
+    assert sandbox.bpf_run(program, 20, "x86_64") == (25, 9)
+    with pytest.raises(sandbox.SandboxError):
+        sandbox.bpf_run(b"\x00" * 7, 0)
+
+
+def _load_and_call(opts, call):
+    """In a forked child: load the filter for opts, run call(), report its
+    result (an int or an errno)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            sandbox.seccomp_load(opts)
+            try:
+                result = ("ok", call())
+            except OSError as err:
+                result = ("errno", err.errno)
+            os.write(write_end, pickle.dumps(result))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data = os.read(read_end, 65536)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert data, "child died"
+    return pickle.loads(data)
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def raw_syscall(*args):
+    ret = libc.syscall(*args)
+    if ret < 0:
+        raise OSError(ctypes.get_errno(), "syscall")
+    return ret
+
+
+NR = sandbox.SYSCALLS[sandbox.HOST_ARCH]
+
+
+def test_kernel_applies_the_filter():
+    opts = 0x1E
+    assert _load_and_call(opts, lambda: raw_syscall(NR["syslog"], 3, None, 0)) == ("errno", errno.EPERM)
+    assert _load_and_call(opts, lambda: socket.socket(17, socket.SOCK_RAW).close()) == ("errno", errno.EAFNOSUPPORT)
+    assert _load_and_call(opts, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()) == ("ok", None)
+    assert _load_and_call(opts, lambda: raw_syscall(NR["unshare"], 0x10000000)) == ("errno", errno.EPERM)
+    assert _load_and_call(opts, lambda: raw_syscall(NR["clone3"], None, 0)) == ("errno", errno.ENOSYS)
+    assert _load_and_call(opts, lambda: raw_syscall(NR["personality"], 0x0006)) == ("errno", errno.EPERM)
+    assert _load_and_call(opts, os.getpid)[0] == "ok"
+
+
+def test_kernel_denies_tiocsti_on_a_pty():
+    def inject():
+        master, slave = os.openpty()
+        return raw_syscall(NR["ioctl"], slave, 0x5412, ctypes.c_char_p(b"x"))
+    assert _load_and_call(0x1E, inject) == ("errno", errno.EPERM)
+    assert _load_and_call(0, inject) == ("ok", 0)
+
+
+def test_seccomp_load_reports_refusal():
+    def bad():
+        sandbox._load_filter(b"\x06\x00\x00\x00\x00\x00\x00\x00" * 5000)
+    with pytest.raises(sandbox.SandboxError, match="seccomp"):
+        _fork_raises(bad)
+
+
+def _fork_raises(call):
+    """call() in a forked child must raise SandboxError; re-raise it here."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sandbox._prctl(sandbox.PR_SET_NO_NEW_PRIVS, 1)
+            try:
+                call()
+                result = None
+            except sandbox.SandboxError as err:
+                result = (str(err), err.errno)
+            os.write(write_end, pickle.dumps(result))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data = os.read(read_end, 65536)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    result = pickle.loads(data)
+    if result:
+        raise sandbox.SandboxError(*result)
+
+
+# ---------------------------------------------------------------------------
+# Pure parts of the runtime: mountinfo, operations, configuration checks.
+# ---------------------------------------------------------------------------
+
+MOUNTINFO = textwrap.dedent("""\
+    22 27 0:21 / /proc rw,relatime - proc proc rw
+    27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+    40 27 0:38 / /a\\040b rw,nosuid - tmpfs with\\011tab rw
+    41 40 0:39 / /a\\040b/sub ro,nodev,noatime shared:3 - tmpfs t ro
+    42 41 0:40 / /a\\040b/sub rw - tmpfs covering rw
+    43 41 0:41 / /a\\040b/sub/hidden rw - tmpfs hidden rw
+    44 42 0:42 / /a\\040b/sub/seen rw - tmpfs seen rw
+    """)
+
+
+def test_mountinfo_parsing_decodes_escapes_and_optional_fields():
+    entries = sandbox.parse_mountinfo(MOUNTINFO)
+    assert entries[2].mountpoint == "/a b"
+    assert entries[2].source == "with\ttab"
+    assert entries[3].fstype == "tmpfs"
+    assert entries[3].options == ["ro", "nodev", "noatime"]
+    assert sandbox._mount_flags(entries[3].options) == sandbox.MS_RDONLY | sandbox.MS_NODEV | sandbox.MS_NOATIME
+    with pytest.raises(sandbox.SandboxError, match="mountinfo"):
+        sandbox.parse_mountinfo("garbage line\n")
+
+
+def test_mounts_under_skips_covered_mounts():
+    entries = sandbox.parse_mountinfo(MOUNTINFO)
+    seen = [e.source for e in sandbox.mounts_under(entries, "/a b")]
+    assert seen == ["with\ttab", "covering", "seen"]
+    assert [e.source for e in sandbox.mounts_under(entries, "/proc")] == ["proc"]
+
+
+def test_operations_print_and_compare_like_the_seed():
+    assert str(sandbox.Bind("/a", "/b", 2)) == '"/a" on "/b" flags 0x2'
+    assert str(sandbox.Proc("/proc")) == 'proc on "/proc"'
+    assert str(sandbox.Tmpfs("/tmp", 0, 0o755)) == 'tmpfs on "/tmp" size 0'
+    assert str(sandbox.Dev("/dev")) == 'dev on "/dev"'
+    assert str(sandbox.Mqueue("/mq")) == 'mqueue on "/mq"'
+    assert sandbox.Bind("/a", "/b", 2) == sandbox.Bind("/a", "/b", 2)
+    assert sandbox.Bind("/a", "/b", 2) != sandbox.Bind("/a", "/b", 0)
+    assert sandbox.Proc("/proc") != sandbox.Dev("/proc")
+    ops = sandbox.Ops().tmpfs("/tmp", 0, 0o755).bind("/usr", "/usr", 0).proc("/proc").dev("/dev")
+    assert ops == [sandbox.Tmpfs("/tmp", 0, 0o755), sandbox.Bind("/usr", "/usr", 0),
+                   sandbox.Proc("/proc"), sandbox.Dev("/dev")]
+    handle = ops.place_p("/etc/x")
+    assert ops[-1] is handle and handle.data is None
+
+
+def test_container_prints_like_the_seed():
+    c = sandbox.Container("ldd", "/usr/bin/env")
+    c.flags |= sandbox.FAllowDevel
+    c.seccomp = sandbox.FlagMultiarch
+    assert str(c) == 'argv: ["ldd" "/usr/bin/env"], flags: 0x2, seccomp: 0x2e'
+    assert sandbox.FAllowNet == 16 and sandbox.FlagBluetooth == 256
+    assert isinstance(sandbox.FAllowNet, sandbox.HardeningFlags)
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda c: None, "empty container"),
+    (lambda c: c.ops.bind("relative", "/x"), "not absolute"),
+    (lambda c: c.ops.tmpfs("/t", -1), "invalid size"),
+    (lambda c: c.ops.tmpfs("/t", 1 << 60), "invalid size"),
+    (lambda c: c.ops.tmpfs("/t", 0, 0o77777), "invalid mode"),
+    (lambda c: c.ops.place("/f", "not bytes"), "must be bytes"),
+    (lambda c: c.ops.bind("/a", "/b", 8), "invalid flags"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", 1 << 40)), "uid"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "gid", "x")), "gid"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "path", "bin/true")), "invalid executable path"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "hostname", "x" * 65)), "hostname"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "dir", "tmp")), "not absolute"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "seccomp", 1 << 12)), "syscall options"),
+])
+def test_bad_input_is_refused_before_anything_starts(setup, message):
+    c = sandbox.Container("/bin/true")
+    setup(c)
+    with pytest.raises(sandbox.SandboxError, match=message) as info:
+        c.start()
+    assert info.value.errno
+
+
+def test_op_errors_name_the_operation_and_its_index():
+    c = sandbox.Container("/bin/true", ops=sandbox.Ops().proc("/proc").tmpfs("/t", -5))
+    with pytest.raises(sandbox.SandboxError, match=r'tmpfs on "/t" size -5: invalid size \(op 1\)'):
+        c.start()
+
+
+# ---------------------------------------------------------------------------
+# Containers, for real.
+# ---------------------------------------------------------------------------
+
+def test_identity_and_hostname(as_user):
+    def body():
+        out = sh("id -u; id -g; hostname; cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups",
+                 uid=1000, gid=100, hostname="box")
+        lines = out.split("\n")
+        assert lines[:3] == ["1000", "100", "box"]
+        assert lines[3].split() == ["1000", str(os.geteuid()), "1"]
+        assert lines[4].split() == ["100", str(os.getegid()), "1"]
+        assert lines[5] == "deny"
+        out = sh("id -u; id -g")
+        assert out.split() == ["65534", "65534"]
+    as_user(body)
+
+
+def test_hardening_in_proc_status(as_user):
+    def body():
+        status = sh("cat /proc/self/status")
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(fields[cap], 16) == 0, cap
+        assert fields["NoNewPrivs"].strip() == "1"
+        assert fields["Seccomp"].strip() == "2"
+    as_user(body)
+
+
+def test_privileged_keeps_only_cap_sys_admin(as_user):
+    def body():
+        status = sh("cat /proc/self/status", privileged=True)
+        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+        for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(fields[cap], 16) == 1 << 21, cap
+    as_user(body)
+
+
+def test_each_operation_as_seen_in_mountinfo(as_user):
+    def body():
+        ops = sandbox.default_ops().mqueue("/dev/mqueue").tmpfs("/scratch", 1 << 20, 0o700) \
+            .mkdir("/made", 0o711).link("/usr/bin", "/ub").place("/etc/hostname", b"hello").place("/new/placed", b"x")
+        ops.bind("/usr", "/rw-usr", sandbox.BindWritable | sandbox.BindOptional)
+        mounts = mountinfo_inside(ops)
+        assert mounts["/"].fstype == "tmpfs"
+        assert "ro" in mounts["/usr"].options and "nosuid" in mounts["/usr"].options
+        assert "nodev" in mounts["/usr"].options
+        assert "rw" in mounts["/rw-usr"].options and "nosuid" in mounts["/rw-usr"].options
+        proc = mounts["/proc"]
+        assert proc.fstype == "proc" and {"nosuid", "nodev", "noexec"} <= set(proc.options)
+        mq = mounts["/dev/mqueue"]
+        assert mq.fstype == "mqueue" and {"nosuid", "nodev", "noexec"} <= set(mq.options)
+        tmp = mounts["/scratch"]
+        assert tmp.fstype == "tmpfs" and {"nosuid", "nodev"} <= set(tmp.options)
+        assert "size=1024k" in tmp.super_options and "mode=700" in tmp.super_options
+        assert mounts["/dev"].source == "devtmpfs" and mounts["/dev"].fstype == "tmpfs"
+        assert mounts["/dev/pts"].fstype == "devpts"
+        assert "ptmxmode=666" in mounts["/dev/pts"].super_options
+        assert "ro" in mounts["/etc/hostname"].options and "nodev" in mounts["/etc/hostname"].options
+        assert "ro" in mounts["/new/placed"].options
+        out = sh("cat /etc/hostname; echo; stat -c %a /made; readlink /ub; ls /",
+                 ops=ops)
+        lines = out.split("\n")
+        assert lines[0] == "hello"
+        assert lines[1] == "711"
+        assert lines[2] == "/usr/bin"
+        assert {"made", "ub", "new", "scratch", "rw-usr"} <= set(lines[3:])
+    as_user(body)
+
+
+def test_read_only_binds_hold_including_submounts():
+    # A submount of a bound directory must come out read-only too; making
+    # one needs root on the host, so this test builds it and cleans up.
+    if os.geteuid() != 0:
+        pytest.skip("creating a host submount needs root")
+    top = tempfile.mkdtemp(prefix="sandbox-sub-")
+    os.chmod(top, 0o755)
+    sub = os.path.join(top, "sub")
+    os.mkdir(sub)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777", "subtest", sub], check=True)
+        try:
+            def body():
+                ops = sandbox.default_ops().bind(top, "/data", 0)
+                mounts = mountinfo_inside(ops)
+                assert "ro" in mounts["/data"].options
+                assert "ro" in mounts["/data/sub"].options, mounts["/data/sub"]
+                name = "y%d" % os.getuid()
+                out = sh("touch /data/x 2>&1; touch /data/sub/%s 2>&1; echo done" % name, ops=ops)
+                assert out.count("Read-only file system") == 2, out
+                ops = sandbox.default_ops().bind(top, "/data", sandbox.BindWritable)
+                sh("touch /data/sub/%s" % name, ops=ops)
+                assert os.path.exists(os.path.join(sub, name))
+            body()
+            _run_forked(body, drop=True)
+        finally:
+            subprocess.run(["umount", sub], check=True)
+    finally:
+        subprocess.run(["rm", "-rf", top], check=True)
+
+
+def test_dev_contents(as_user):
+    def body():
+        out = sh("ls -A /dev; echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | od -An -tx1; readlink /dev/fd /dev/ptmx")
+        names = set(out.split())
+        for name in ("null", "zero", "full", "random", "urandom", "tty", "stdin", "stdout",
+                     "stderr", "fd", "core", "ptmx", "shm", "pts", "null-ok", "/proc/self/fd", "pts/ptmx"):
+            assert name in names, name
+        assert "sda" not in names and "vda" not in names
+    as_user(body)
+
+
+def test_proc_shows_only_the_sandbox(as_user):
+    def body():
+        out = sh("ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; cat /proc/1/cmdline | tr '\\0' ' '")
+        pids = out.split("\n")[0].split()
+        assert pids[0] == "1" and max(map(int, pids)) < 10, pids
+        assert "python" in out.split("\n")[1] or "sandbox" in out.split("\n")[1]
+    as_user(body)
+
+
+def test_network_is_private_unless_allowed(as_user):
+    def body():
+        out = sh("cat /proc/net/dev")
+        interfaces = [line.split(":")[0].strip() for line in out.splitlines()[2:]]
+        assert interfaces == ["lo"]
+        out = sh("cat /sys/class/net/lo/operstate 2>/dev/null || grep -c . /proc/net/dev",
+                 ops=sandbox.default_ops())
+        shared = sh("cat /proc/net/dev", flags=sandbox.FAllowNet)
+        assert len(shared.splitlines()) >= len(out.splitlines())
+    as_user(body)
+
+
+def test_loopback_is_up_inside(as_user):
+    def body():
+        script = ("import socket\n"
+                  "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+                  "c = socket.create_connection(s.getsockname()); print('connected')\n")
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script])
+        assert out.strip() == "connected"
+    as_user(body)
+
+
+def test_exit_status_and_signal_death(as_user):
+    def body():
+        assert sandbox.run(["/bin/sh", "-c", "exit 7"], env=ENV).returncode == 7
+        assert sandbox.run(["/bin/sh", "-c", "kill -TERM $$"], env=ENV).returncode == 128 + 15
+        assert sandbox.run(["/bin/sh", "-c", "kill -KILL $$"], env=ENV).returncode == 128 + 9
+        with pytest.raises(subprocess.CalledProcessError) as info:
+            sandbox.run(["/bin/false"], check=True)
+        assert info.value.returncode == 1
+    as_user(body)
+
+
+def test_lingering_process_is_killed_after_the_grace_period(as_user):
+    def body():
+        marker = "linger-%d-%d" % (os.getpid(), time.monotonic_ns())
+        start = time.monotonic()
+        cp = sandbox.run(["/bin/sh", "-c", "(setsid sh -c 'sleep 30; : %s' &) ; exit 4" % marker],
+                         env=ENV)
+        took = time.monotonic() - start
+        assert cp.returncode == 4
+        assert took >= sandbox.LINGER_SECONDS - 0.5
+        out = subprocess.run(["pgrep", "-f", marker], capture_output=True)
+        assert out.stdout == b"", out
+    as_user(body)
+
+
+def test_extra_files_arrive_as_3_and_up(as_user):
+    def body():
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        os.write(w1, b"one")
+        os.close(w1)
+        try:
+            out = sh("cat <&3; echo; echo two >&4; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+                     pass_fds=[r1, w2])
+        finally:
+            os.close(r1)
+            os.close(w2)
+        assert out.split("\n")[0] == "one"
+        assert os.read(r2, 100) == b"two\n"
+        os.close(r2)
+        assert out.split("\n")[1].split() == ["0", "1", "2", "3", "4", "255"] or \
+            out.split("\n")[1].split()[:5] == ["0", "1", "2", "3", "4"]
+    as_user(body)
+
+
+def test_no_caller_fd_leaks_into_the_container(as_user):
+    def body():
+        leaked = os.open("/dev/null", os.O_RDONLY)   # inheritable on purpose
+        os.set_inheritable(leaked, True)
+        try:
+            out = run_ok(["/bin/ls", "/proc/self/fd"])
+        finally:
+            os.close(leaked)
+        assert sorted(int(x) for x in out.split()) == [0, 1, 2, 3]   # 3: ls's own dir fd
+    as_user(body)
+
+
+def test_env_and_cwd(as_user):
+    def body():
+        out = run_ok(["/usr/bin/env"], env={"A": "1", "B": "two words"})
+        assert sorted(out.split("\n")[:-1]) == ["A=1", "B=two words"]
+        assert run_ok(["/usr/bin/env"], env=None) == ""
+        assert run_ok(["/bin/pwd"], cwd="/usr/bin").strip() == "/usr/bin"
+    as_user(body)
+
+
+def test_timeout_kills_the_whole_sandbox(as_user):
+    def body():
+        start = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            sandbox.run(["/bin/sh", "-c", "sleep 30 & sleep 30"], timeout=0.5, env=ENV)
+        assert time.monotonic() - start < 5
+    as_user(body)
+
+
+def test_cancel_and_wait_delay(as_user):
+    def body():
+        c = sandbox.Container("/bin/sh", "-c", "trap '' TERM; sleep 30", ops=sandbox.default_ops())
+        c.env = ENV
+        c.wait_delay = 0.3
+        c.start()
+        c.serve()
+        time.sleep(0.2)
+        c.stop()
+        assert c.wait(timeout=10) == 128 + 9
+        called = []
+        c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        c.cancel = lambda container: (called.append(1), container.kill(signal.SIGTERM))
+        c.start()
+        c.serve()
+        c.stop()
+        assert c.wait(timeout=10) == 128 + 15 and called == [1]
+    as_user(body)
+
+
+def test_container_shape_of_the_seed(as_user):
+    def body():
+        out_r, out_w = os.pipe()
+        c = sandbox.Container("sh", "-c", "echo hi")
+        c.ops.tmpfs("/tmp", 0, 0o755).bind("/usr", "/usr", 0).link("usr/bin", "/bin") \
+            .link("usr/lib", "/lib").link("usr/lib64", "/lib64").proc("/proc").dev("/dev")
+        c.uid, c.gid, c.hostname = 1000, 100, "box"
+        c.env = ENV
+        c.stdout = out_w
+        c.flags |= sandbox.FAllowNet
+        c.start()
+        c.serve()
+        os.close(out_w)
+        assert c.wait() == 0
+        assert os.read(out_r, 100) == b"hi\n"
+        os.close(out_r)
+    as_user(body)
+
+
+def test_setup_failures_come_back_as_sandbox_errors(as_user):
+    def body():
+        with pytest.raises(sandbox.SandboxError, match=r'bind "/nope" on "/x": No such file or directory \(op 0\)') as info:
+            sandbox.run(["/bin/true"], ops=sandbox.Ops().bind("/nope", "/x"))
+        assert info.value.errno == errno.ENOENT
+        cp = sandbox.run(["/bin/true"], ops=sandbox.default_ops().bind("/nope", "/x", sandbox.BindOptional))
+        assert cp.returncode == 0
+        with pytest.raises(sandbox.SandboxError, match="exec.*No such file") as info:
+            sandbox.run(["no-such-command"], env=ENV)
+        assert info.value.errno == errno.ENOENT and info.value.exit_status == 127
+        with pytest.raises(sandbox.SandboxError, match="Permission denied") as info:
+            sandbox.run(["/etc/passwd"])
+        assert info.value.exit_status == 126
+        with pytest.raises(sandbox.SandboxError, match='chdir "/nowhere"'):
+            sandbox.run(["/bin/true"], cwd="/nowhere")
+        ops = sandbox.default_ops().mkdir("/d", 0o755).place("/d", b"x")
+        with pytest.raises(sandbox.SandboxError, match="directory"):
+            sandbox.run(["/bin/true"], ops=ops)
+    as_user(body)
+
+
+def test_symlink_made_by_an_op_cannot_lead_outside(as_user):
+    def body():
+        victim = tempfile.mkdtemp(prefix="sandbox-victim-")
+        os.chmod(victim, 0o777)
+        try:
+            ops = sandbox.default_ops().link(victim, "/escape").mkdir("/escape/pwned", 0o755) \
+                .link("/../../../" + victim, "/escape2").tmpfs("/escape2/t", 0, 0o755)
+            try:
+                sandbox.run(["/bin/true"], ops=ops)
+            except sandbox.SandboxError:
+                pass
+            assert os.listdir(victim) == []
+        finally:
+            os.rmdir(victim)
+    as_user(body)
+
+
+def test_cgroup_fd_places_the_container():
+    if os.geteuid() != 0:
+        pytest.skip("creating a cgroup2 directory needs root")
+    base = "/sys/fs/cgroup/unified" if os.path.exists("/sys/fs/cgroup/unified/cgroup.procs") else "/sys/fs/cgroup"
+    path = os.path.join(base, "sandbox-test-%d" % os.getpid())
+    os.mkdir(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            out = sh("cat /proc/self/cgroup", cgroup=fd)
+        finally:
+            os.close(fd)
+        # inside a new cgroup namespace rooted at that directory
+        assert "0::/\n" in out
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------
+# The helper process.
+# ---------------------------------------------------------------------------
+
+def test_helper_is_reused_and_survives_a_crashed_container():
+    sandbox.run(["/bin/true"])
+    helper = sandbox._Helper._current
+    assert helper is not None and helper.alive()
+    sandbox.run(["/bin/sh", "-c", "kill -SEGV $$"], env=ENV)
+    c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+    c.start()
+    c.serve()
+    os.kill(c.pid, signal.SIGKILL)    # the container's init dies abruptly
+    assert c.wait(timeout=10) == 128 + 9
+    sandbox.run(["/bin/true"])
+    assert sandbox._Helper._current is helper and helper.alive()
+
+
+def test_helper_exits_with_its_caller():
+    script = textwrap.dedent("""\
+        import sys; sys.path.insert(0, %r)
+        import sandbox
+        sandbox.run(["/bin/true"])
+        h = sandbox._Helper._current
+        print(h.process.pid if h.mode == "exec" else h.process, flush=True)
+        """ % HERE)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    pid = int(out.stdout)
+    for _ in range(200):
+        if not os.path.exists("/proc/%d" % pid) or \
+                open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("helper %d outlived its caller" % pid)
+
+
+def test_many_sandboxes_from_many_threads():
+    before_fds = sorted(os.listdir("/proc/self/fd"))
+    results, errors = [], []
+
+    def worker():
+        for _ in range(8):
+            try:
+                results.append(sandbox.run(["/bin/sh", "-c", "echo $$"], env=ENV,
+                                           capture_output=True).stdout)
+            except Exception as err:    # collected and asserted below
+                errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 64 and set(results) == {b"2\n"}
+    assert sorted(os.listdir("/proc/self/fd")) == before_fds
