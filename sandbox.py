@@ -2341,19 +2341,33 @@ class Container:
                 self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
         finally:
             child_end.close()
-        if not self._local:
+        # The helper's ("pid", n) and init's ("ready",) race each other.
+        ready, failure = False, None
+        while not ready or self.pid is None:
             message = self._receive()
-            if message[0] == "error":
-                self._stage = "done"
-                raise SandboxError(message[1], message[2])
-            self.pid = message[1]
-        message = self._receive()
-        if message[0] != "ready":
-            status = self.wait()
-            if message[0] == "error":
-                raise SandboxError(message[1], message[2])
-            raise SandboxError("sandbox: init exited with status %d during setup" % status,
-                               errno.ECHILD)
+            kind = message[0]
+            if kind == "pid":
+                self.pid = message[1]
+            elif kind == "ready":
+                ready = True
+            elif kind == "error":
+                failure = SandboxError(message[1], message[2])
+                if self.pid is None and not self._local:
+                    break      # clone failed: no process, no exit to wait for
+            else:
+                self._handle(message)
+                if self.returncode is not None:
+                    break
+        if failure is not None or not ready:
+            if self.pid is not None and self.returncode is None:
+                self.wait()
+            self._finish_quietly()
+            raise failure or SandboxError(
+                "sandbox: init exited with status %s during setup" % self.returncode, errno.ECHILD)
+
+    def _finish_quietly(self):
+        self._stage = "done"
+        self._chan.close()
 
     def _submit(self, cfg, chan, stdio, extras, cgroup):
         slots = [("chan", True), ("stdin", stdio[0] is not None),
@@ -2588,3 +2602,351 @@ def _communicate(container, pipes, input, timeout):
     container._finish()
     return (b"".join(chunks["stdout"]) if "stdout" in chunks else None,
             b"".join(chunks["stderr"]) if "stderr" in chunks else None)
+
+
+# ---------------------------------------------------------------------------
+# The command line: bubblewrap's options, parsed in order, onto a Container.
+#
+# Exit status: the command's own; 128+N when it died of signal N; 125 when
+# the sandbox could not be set up; 126 when the command cannot be executed
+# and 127 when it is not found; 2 for a usage error.
+# ---------------------------------------------------------------------------
+
+EXIT_USAGE = 2
+EXIT_SETUP = _SETUP_FAILED
+
+_HELP = """\
+usage: python3 sandbox.py [OPTION...] [--] COMMAND [ARG...]
+
+Run COMMAND in an unprivileged container with new user, PID, mount, IPC, UTS,
+cgroup and network namespaces, no capabilities and a seccomp filter.  With no
+file-system option, the host's /usr, /bin, /sbin, /lib*, /etc are bound
+read-only and /proc, /dev and a /tmp are made.
+
+File system (applied in order):
+  --bind SRC DEST          bind SRC on DEST read-write
+  --ro-bind SRC DEST       bind SRC on DEST read-only
+  --dev-bind SRC DEST      bind SRC on DEST, devices allowed
+  --bind-try, --ro-bind-try, --dev-bind-try SRC DEST
+                           the same, skipped when SRC does not exist
+  --proc DEST              mount a new procfs on DEST
+  --dev DEST               mount a minimal /dev on DEST
+  --tmpfs DEST             mount a tmpfs on DEST
+  --mqueue DEST            mount a new mqueue on DEST
+  --dir DEST               create a directory
+  --symlink TARGET LINK    create a symlink LINK -> TARGET
+  --ro-bind-data FD DEST   place the bytes read from FD at DEST, read-only
+  --size BYTES             size of the next --tmpfs
+  --perms OCTAL            mode of the next --tmpfs or --dir
+Identity and environment:
+  --uid N, --gid N         ids inside (default: the overflow id, 65534)
+  --hostname NAME          hostname inside
+  --chdir DIR              working directory (default: the current one if it
+                           is bound at the same path, else /)
+  --setenv VAR VALUE, --unsetenv VAR, --clearenv
+                           the environment is inherited unless --clearenv
+Hardening (everything is denied unless allowed):
+  --share-net              keep the host's network
+  --allow-devel            allow ptrace, perf_event_open, personality
+  --allow-userns           allow namespaces and mounts inside
+  --allow-tty              keep the terminal (job control; TIOCSTI allowed)
+  --syscall-compat         drop the extended syscall denials
+  --multiarch              accept the compat architecture (i386, arm)
+  --privileged             keep CAP_SYS_ADMIN inside
+  --unshare-all, --unshare-{user,pid,ipc,uts,cgroup,net}, --die-with-parent,
+  --new-session            accepted: always in force
+Seccomp:
+  --seccomp-export FILE    write the filter (struct sock_filter[]) and exit
+  --seccomp-disasm         print the filter readably and exit
+Status:
+  --json-status-fd FD, --info-fd FD
+                           write {"child-pid": N} and {"exit-code": N} to FD
+  -v, --verbose            say what is being run
+  -h, --help               this help
+  --version                the version
+
+Exit status: the command's; 128+N if it died of signal N; 125 setup failed;
+126 cannot execute; 127 not found; 2 usage error.
+"""
+
+
+class _UsageError(Exception):
+    pass
+
+
+_BIND_OPTIONS = {
+    "--bind": BindWritable, "--ro-bind": 0, "--dev-bind": BindWritable | BindDevice,
+    "--bind-try": BindWritable | BindOptional, "--ro-bind-try": BindOptional,
+    "--dev-bind-try": BindWritable | BindDevice | BindOptional,
+}
+_FLAG_OPTIONS = {
+    "--share-net": FAllowNet, "--allow-devel": FAllowDevel, "--allow-userns": FAllowUserns,
+    "--allow-tty": FAllowTTY, "--syscall-compat": FSyscallCompat,
+}
+_ACCEPTED_OPTIONS = {"--unshare-all", "--unshare-user", "--unshare-user-try", "--unshare-pid",
+                     "--unshare-ipc", "--unshare-uts", "--unshare-cgroup",
+                     "--unshare-cgroup-try", "--unshare-net", "--die-with-parent",
+                     "--new-session"}
+
+
+def _number(option, text, low=0, high=2**32 - 2, base=10):
+    try:
+        value = int(text, base)
+    except ValueError:
+        raise _UsageError("%s: invalid number %s" % (option, _q(text)))
+    if not low <= value <= high:
+        raise _UsageError("%s: %s is out of range" % (option, _q(text)))
+    return value
+
+
+def _path(option, text):
+    if not text:
+        raise _UsageError("%s: empty path" % option)
+    if "\0" in text:
+        raise _UsageError("%s: path contains NUL" % option)
+    return text
+
+
+class _CommandLine:
+    """The parsed options."""
+
+    def __init__(self):
+        self.ops = Ops()
+        self.flags = 0
+        self.seccomp = 0
+        self.uid = self.gid = 0
+        self.hostname = ""
+        self.chdir = None
+        self.env = dict(os.environ)
+        self.privileged = False
+        self.export = None
+        self.disasm = False
+        self.status_fds = []
+        self.verbose = False
+        self.command = []
+        self.action = None       # "help", "version"
+
+
+def parse_command_line(argv):
+    """Parse argv (without the program name) the way bubblewrap does."""
+    cl = _CommandLine()
+    size = perms = None
+    i = 0
+
+    def take(option, count):
+        if i + count >= len(argv):
+            raise _UsageError("%s needs %d argument%s" % (option, count, "s" if count > 1 else ""))
+        return argv[i + 1:i + 1 + count]
+
+    while i < len(argv):
+        option = argv[i]
+        if option == "--":
+            i += 1
+            break
+        if not option.startswith("-") or option == "-":
+            break
+        count = 0
+        if option in _BIND_OPTIONS:
+            source, dest = take(option, 2)
+            count = 2
+            cl.ops.bind(_path(option, source), _path(option, dest), _BIND_OPTIONS[option])
+        elif option in ("--proc", "--dev", "--mqueue"):
+            (dest,) = take(option, 1)
+            count = 1
+            getattr(cl.ops, option[2:])(_path(option, dest))
+        elif option == "--tmpfs":
+            (dest,) = take(option, 1)
+            count = 1
+            cl.ops.tmpfs(_path(option, dest), size or 0, 0o755 if perms is None else perms)
+            size = perms = None
+        elif option == "--dir":
+            (dest,) = take(option, 1)
+            count = 1
+            if size is not None:
+                raise _UsageError("--size must be followed by --tmpfs")
+            cl.ops.mkdir(_path(option, dest), 0o755 if perms is None else perms)
+            perms = None
+        elif option == "--symlink":
+            target, link = take(option, 2)
+            count = 2
+            cl.ops.link(_path(option, target), _path(option, link))
+        elif option == "--ro-bind-data":
+            fd, dest = take(option, 2)
+            count = 2
+            cl.ops.place(_path(option, dest), _read_fd(option, _number(option, fd, 0, 2**31 - 1)))
+        elif option == "--size":
+            (value,) = take(option, 1)
+            count = 1
+            size = _number(option, value, 1, _MAX_TMPFS_SIZE)
+        elif option == "--perms":
+            (value,) = take(option, 1)
+            count = 1
+            perms = _number(option, value, 0, 0o7777, base=8)
+        elif option in ("--uid", "--gid"):
+            (value,) = take(option, 1)
+            count = 1
+            setattr(cl, option[2:], _number(option, value))
+        elif option == "--hostname":
+            (cl.hostname,) = take(option, 1)
+            count = 1
+            if not cl.hostname or len(cl.hostname.encode()) > 64 or "\0" in cl.hostname:
+                raise _UsageError("--hostname: invalid name %s" % _q(cl.hostname))
+        elif option == "--chdir":
+            (value,) = take(option, 1)
+            count = 1
+            cl.chdir = _path(option, value)
+        elif option == "--setenv":
+            name, value = take(option, 2)
+            count = 2
+            if not name or "=" in name or "\0" in name + value:
+                raise _UsageError("--setenv: invalid variable %s" % _q(name))
+            cl.env[name] = value
+        elif option == "--unsetenv":
+            (name,) = take(option, 1)
+            count = 1
+            cl.env.pop(name, None)
+        elif option == "--clearenv":
+            cl.env = {}
+        elif option in _FLAG_OPTIONS:
+            cl.flags |= _FLAG_OPTIONS[option]
+        elif option == "--multiarch":
+            cl.seccomp |= FlagMultiarch
+        elif option == "--privileged":
+            cl.privileged = True
+        elif option in _ACCEPTED_OPTIONS:
+            pass
+        elif option == "--seccomp-export":
+            (cl.export,) = take(option, 1)
+            count = 1
+        elif option == "--seccomp-disasm":
+            cl.disasm = True
+        elif option in ("--json-status-fd", "--info-fd"):
+            (fd,) = take(option, 1)
+            count = 1
+            cl.status_fds.append(_number(option, fd, 0, 2**31 - 1))
+        elif option in ("-v", "--verbose"):
+            cl.verbose = True
+        elif option in ("-h", "--help"):
+            cl.action = "help"
+            return cl
+        elif option == "--version":
+            cl.action = "version"
+            return cl
+        else:
+            raise _UsageError("unknown option %s" % _q(option))
+        i += 1 + count
+    if size is not None or perms is not None:
+        raise _UsageError("--size/--perms must be followed by --tmpfs or --dir")
+    cl.command = argv[i:]
+    if not cl.command and cl.export is None and not cl.disasm:
+        raise _UsageError("no command given")
+    return cl
+
+
+def _read_fd(option, fd):
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(fd)
+    except OSError as err:
+        raise _UsageError("%s: reading fd %d: %s" % (option, fd, err.strerror))
+    return b"".join(chunks)
+
+
+def _default_dir(ops):
+    """The current directory if it is bound at the same path, else /."""
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return "/"
+    for op in reversed(ops):
+        if isinstance(op, Bind) and op.source == op.target:
+            root = op.target.rstrip("/") or "/"
+            if cwd == root or cwd.startswith(root.rstrip("/") + "/"):
+                return cwd
+    return "/"
+
+
+def _status_line(fds, **fields):
+    line = ("{%s}\n" % ", ".join('"%s": %d' % item for item in fields.items())).encode()
+    for fd in fds:
+        try:
+            os.write(fd, line)
+        except OSError:
+            pass
+
+
+def main(argv=None):
+    """The command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        cl = parse_command_line(argv)
+    except _UsageError as err:
+        sys.stderr.write("sandbox: %s (see --help)\n" % err)
+        return EXIT_USAGE
+    if cl.action == "help":
+        sys.stdout.write(_HELP)
+        return 0
+    if cl.action == "version":
+        sys.stdout.write("sandbox.py %s\n" % __version__)
+        return 0
+    container = Container(*cl.command, ops=cl.ops or default_ops())
+    container.flags, container.seccomp = HardeningFlags(cl.flags), SyscallOpts(cl.seccomp)
+    container.uid, container.gid, container.hostname = cl.uid, cl.gid, cl.hostname
+    container.env, container.privileged = cl.env, cl.privileged
+    container.dir = cl.chdir or _default_dir(container.ops)
+    container._local = True
+    try:
+        if cl.export is not None or cl.disasm:
+            program = seccomp_filter(container.effective_seccomp())
+            if cl.disasm:
+                sys.stdout.write(bpf_disasm(program))
+            if cl.export is not None:
+                try:
+                    with open(cl.export, "wb") as f:
+                        f.write(program)
+                except OSError as err:
+                    raise SandboxError("--seccomp-export %s: %s" % (_q(cl.export), err.strerror), err.errno)
+            return 0
+        if cl.verbose:
+            sys.stderr.write("sandbox: %s\n" % container)
+            for index, op in enumerate(container.ops):
+                sys.stderr.write("sandbox:   op %d: %s\n" % (index, op))
+        return _run_command_line(container, cl)
+    except SandboxError as err:
+        sys.stderr.write("sandbox: %s\n" % err)
+        return getattr(err, "exit_status", None) or EXIT_SETUP
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _run_command_line(container, cl):
+    forwarded = [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
+    if not cl.flags & FAllowTTY:
+        forwarded.append(signal.SIGINT)   # with a terminal, Ctrl-C reaches the command itself
+
+    def forward(signum, frame):
+        if container.pid is not None and container.returncode is None:
+            try:
+                os.kill(container.pid, signum)
+            except OSError:
+                pass
+
+    for sig in forwarded:
+        signal.signal(sig, forward)
+    if cl.flags & FAllowTTY:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    container.start()
+    container.serve()
+    _status_line(cl.status_fds, **{"child-pid": container.pid})
+    status = container.wait()
+    _status_line(cl.status_fds, **{"exit-code": status})
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,10 +36,14 @@ ENV = {"PATH": "/usr/bin:/bin"}
 # Running a test body as the caller and as an unprivileged user.
 # ---------------------------------------------------------------------------
 
-def _drop_to_nobody():
+def _drop_ids():
     os.setgroups([])
     os.setresgid(NOBODY, NOBODY, NOBODY)
     os.setresuid(NOBODY, NOBODY, NOBODY)
+
+
+def _drop_to_nobody():
+    _drop_ids()
     os.chdir("/")
 
 
@@ -902,6 +906,7 @@ def test_helper_exits_with_its_caller():
 
 
 def test_many_sandboxes_from_many_threads():
+    sandbox.run(["/bin/true"])          # the helper's socket is there before
     before_fds = sorted(os.listdir("/proc/self/fd"))
     results, errors = [], []
 
@@ -921,3 +926,253 @@ def test_many_sandboxes_from_many_threads():
     assert errors == []
     assert len(results) == 64 and set(results) == {b"2\n"}
     assert sorted(os.listdir("/proc/self/fd")) == before_fds
+
+
+# ---------------------------------------------------------------------------
+# The command line, driven as a subprocess, as the caller and as uid 65534.
+# ---------------------------------------------------------------------------
+
+SANDBOX_PY = os.path.join(HERE, "sandbox.py")
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def world_readable_copy():
+    """A copy of sandbox.py that uid 65534 can read (the checkout may sit
+    under a home directory it cannot enter)."""
+    directory = tempfile.mkdtemp(prefix="sandbox-cli-")
+    os.chmod(directory, 0o755)
+    copy = os.path.join(directory, "sandbox.py")
+    with open(SANDBOX_PY, "rb") as src, open(copy, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(copy, 0o644)
+    yield copy
+    os.unlink(copy)
+    os.rmdir(directory)
+
+
+@pytest.fixture(params=["caller", "nobody"])
+def cli(request, world_readable_copy):
+    """cli(*args, **subprocess_kwargs) -> CompletedProcess of sandbox.py."""
+    if request.param == "nobody" and os.geteuid() == 0:
+        assert os.access(SYSTEM_PYTHON, os.X_OK), \
+            "the unprivileged command-line tests need %s" % SYSTEM_PYTHON
+        command, preexec = [SYSTEM_PYTHON, world_readable_copy], _drop_ids
+    else:
+        command, preexec = [sys.executable, SANDBOX_PY], None
+
+    def run_cli(*args, **kwargs):
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("cwd", "/")
+        return subprocess.run(command + list(args), preexec_fn=preexec, **kwargs)
+    run_cli.unprivileged = preexec is not None or os.geteuid() != 0
+    return run_cli
+
+
+def shared_dir():
+    directory = tempfile.mkdtemp(prefix="sandbox-data-")
+    os.chmod(directory, 0o777)
+    return directory
+
+
+def test_cli_runs_a_command_in_the_default_sandbox(cli):
+    cp = cli("--", "id", "-u")
+    assert cp.returncode == 0 and cp.stdout == b"65534\n", cp
+    cp = cli("--", "sh", "-c", "echo hi > /tmp/x; cat /tmp/x")
+    assert cp.stdout == b"hi\n" and cp.returncode == 0
+    cp = cli("sh", "-c", "touch /usr/x")
+    assert cp.returncode == 1 and b"Read-only" in cp.stderr
+
+
+def test_cli_file_system_options_in_order(cli):
+    data = shared_dir()
+    try:
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"placed data")
+        os.close(write_end)
+        cp = cli("--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+                 "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                 "--proc", "/proc", "--dev", "/dev",
+                 "--size", "1048576", "--perms", "0700", "--tmpfs", "/tmp",
+                 "--perms", "0751", "--dir", "/made", "--bind", data, "/data",
+                 "--ro-bind-try", "/does-not-exist", "/nothing",
+                 "--ro-bind-data", str(read_end), "/placed", "--mqueue", "/mq",
+                 "--", "sh", "-c",
+                 "cat /placed; echo; stat -c %a /tmp /made; echo w > /data/f; "
+                 "grep -E ' /(tmp|mq) ' /proc/self/mountinfo; test -e /nothing || echo none",
+                 pass_fds=[read_end])
+        os.close(read_end)
+        assert cp.returncode == 0, cp
+        lines = cp.stdout.decode().split("\n")
+        assert lines[0] == "placed data"
+        assert lines[1:3] == ["700", "751"]
+        assert "size=1024k" in cp.stdout.decode() and " mqueue " in cp.stdout.decode()
+        assert lines[-2] == "none"
+        with open(os.path.join(data, "f")) as f:
+            assert f.read() == "w\n"
+    finally:
+        subprocess.run(["rm", "-rf", data])
+
+
+def test_cli_identity_environment_and_directory(cli):
+    cp = cli("--uid", "1000", "--gid", "100", "--hostname", "box", "--chdir", "/usr",
+             "--clearenv", "--setenv", "A", "1", "--setenv", "PATH", "/usr/bin:/bin",
+             "--setenv", "B", "2", "--unsetenv", "B",
+             "--", "sh", "-c", "id -u; id -g; hostname; pwd; env | sort")
+    assert cp.returncode == 0, cp
+    lines = cp.stdout.decode().split("\n")
+    assert lines[:4] == ["1000", "100", "box", "/usr"]
+    assert [l for l in lines[4:] if l and not l.startswith(("PWD=", "SHLVL=", "_="))] == \
+        ["A=1", "PATH=/usr/bin:/bin"]
+    cp = cli("--", "sh", "-c", "echo $MARKER", env=dict(os.environ, MARKER="inherited"))
+    assert cp.stdout == b"inherited\n"
+    cp = cli("--", "pwd", cwd="/usr/bin")     # the default binds /usr at /usr
+    assert cp.stdout == b"/usr/bin\n"
+    cp = cli("--", "pwd", cwd=tempfile.gettempdir())
+    assert cp.stdout == b"/\n"
+
+
+def test_cli_network(cli):
+    cp = cli("--", "cat", "/proc/net/dev")
+    assert [l.split(":")[0].strip() for l in cp.stdout.decode().splitlines()[2:]] == ["lo"]
+    cp = cli("--share-net", "--unshare-all", "--die-with-parent", "--new-session",
+             "--", "cat", "/proc/net/dev")
+    with open("/proc/net/dev") as f:
+        assert len(cp.stdout.decode().splitlines()) == len(f.read().splitlines())
+
+
+def test_cli_exit_statuses(cli):
+    assert cli("--", "sh", "-c", "exit 9").returncode == 9
+    assert cli("--", "sh", "-c", "kill -USR1 $$").returncode == 128 + signal.SIGUSR1
+    cp = cli("--ro-bind", "/nope", "/x", "--", "true")
+    assert cp.returncode == 125
+    assert cp.stderr.decode() == 'sandbox: bind "/nope" on "/x": No such file or directory (op 0)\n'
+    cp = cli("--", "no-such-command")
+    assert cp.returncode == 127 and cp.stderr.count(b"\n") == 1 and b"no-such-command" in cp.stderr
+    cp = cli("--", "/etc/passwd")
+    assert cp.returncode == 126 and b"Permission denied" in cp.stderr
+    cp = cli("--frobnicate")
+    assert cp.returncode == 2 and cp.stderr.count(b"\n") == 1 and b"--frobnicate" in cp.stderr
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--bind"], ["--bind", "/usr"], ["--uid", "x", "--", "true"], ["--uid", "-1", "true"],
+    ["--uid", str(2**40), "true"], ["--size", "-5", "--tmpfs", "/t", "true"],
+    ["--size", "10", "true"], ["--perms", "9", "--dir", "/d", "true"], ["--bind", "", "/x", "true"],
+    ["--bind", "/usr", "", "true"], ["--hostname", "", "true"], ["--hostname", "x" * 100, "true"],
+    ["--json-status-fd", "abc", "true"], ["--ro-bind-data", "99", "/x", "true"],
+    ["--setenv", "A=B", "1", "true"], ["--tmpfs", "relative", "true"], ["--bind", "/usr", "/a\nb", "true"],
+    ["--bind", "/no\nsuch", "/x", "true"], ["--chdir", "relative", "true"],
+    ["--ro-bind-data", "0", "/x"], ["--dir", "/a", "--perms"],
+])
+def test_cli_bad_input_gets_one_line_and_a_status(cli, args):
+    cp = cli(*args, stdin=subprocess.DEVNULL)
+    assert cp.returncode in (2, 125, 127), cp
+    assert b"Traceback" not in cp.stderr
+    assert cp.stderr.count(b"\n") == 1 and cp.stderr.startswith(b"sandbox: "), cp.stderr
+
+
+def test_cli_status_json(cli):
+    read_end, write_end = os.pipe()
+    cp = cli("--json-status-fd", str(write_end), "--", "sh", "-c", "exit 3", pass_fds=[write_end])
+    os.close(write_end)
+    lines = os.read(read_end, 4096).decode().splitlines()
+    os.close(read_end)
+    assert cp.returncode == 3
+    import json
+    first, last = json.loads(lines[0]), json.loads(lines[1])
+    assert isinstance(first["child-pid"], int) and first["child-pid"] > 1
+    assert last == {"exit-code": 3}
+
+
+def test_cli_seccomp_export_and_disasm(cli):
+    directory = shared_dir()
+    try:
+        path = os.path.join(directory, "filter.bpf")
+        cp = cli("--seccomp-export", path)
+        assert cp.returncode == 0, cp
+        with open(path, "rb") as f:
+            assert f.read() == sandbox.seccomp_filter(0x1E)
+        cp = cli("--allow-devel", "--multiarch", "--seccomp-export", path)
+        with open(path, "rb") as f:
+            assert f.read() == sandbox.seccomp_filter(0x2E)
+        cp = cli("--seccomp-disasm")
+        assert cp.returncode == 0
+        assert cp.stdout.decode() == sandbox.bpf_disasm(sandbox.seccomp_filter(0x1E))
+    finally:
+        subprocess.run(["rm", "-rf", directory])
+
+
+def test_cli_help_and_version(cli):
+    cp = cli("--help")
+    assert cp.returncode == 0
+    text = cp.stdout.decode()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for option in ("--bind", "--ro-bind-data", "--seccomp-disasm", "--json-status-fd", "--allow-tty"):
+        assert option in text
+    cp = cli("--version")
+    assert cp.returncode == 0 and cp.stdout.decode().startswith("sandbox.py ")
+
+
+def test_cli_as_a_module():
+    cp = subprocess.run([sys.executable, "-m", "sandbox", "--", "echo", "module"],
+                        capture_output=True, cwd=HERE, timeout=60)
+    assert cp.stdout == b"module\n" and cp.returncode == 0
+
+
+def test_cli_interactive_shell_with_job_control(cli):
+    """--allow-tty with a real terminal: bash gets job control."""
+    import pty
+    import select as select_module
+    master, slave = pty.openpty()
+    command = [SYSTEM_PYTHON if cli.unprivileged and os.geteuid() == 0 else sys.executable]
+    proc = subprocess.Popen(
+        command + [SANDBOX_PY if not (cli.unprivileged and os.geteuid() == 0) else
+                   cli_copy_path(), "--allow-tty", "--", "/bin/bash", "--norc", "-i"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, cwd="/",
+        preexec_fn=_controlling_tty(slave, cli.unprivileged and os.geteuid() == 0))
+    os.close(slave)
+    os.write(master, b"sleep 30 &\njobs\necho answer=$((6*7))\nexit\n")
+    output = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select_module.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    text = output.decode(errors="replace")
+    assert "answer=42" in text, text
+    assert "no job control" not in text, text
+    assert "[1]+" in text and "Running" in text, text
+
+
+_copy_for_tty = []
+
+
+def cli_copy_path():
+    return _copy_for_tty[0]
+
+
+@pytest.fixture(autouse=True)
+def _remember_copy(world_readable_copy):
+    _copy_for_tty[:] = [world_readable_copy]
+
+
+def _controlling_tty(slave, drop):
+    def preexec():
+        import fcntl
+        import termios
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        if drop:
+            _drop_to_nobody()
+    return preexec
