@@ -1776,13 +1776,12 @@ def _container_init(cfg, chan, stdio, extras, cgroup):
     except BaseException as err:   # never let a traceback escape the child
         _send(chan, "error", "setup: %s" % (err,), getattr(err, "errno", 0) or 0)
         os._exit(_SETUP_FAILED)
-    for fd in [chan] + list(stdio) + list(extras):
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    os._exit(_reap(pid))
+    _close_all(list(stdio) + list(extras))
+    status = _reap(pid)
+    # Everything in the namespace has been reaped: the parent may know now,
+    # without waiting for the kernel to tear the namespaces down.
+    _send(chan, "exit", status)
+    os._exit(status)
 
 
 def _wait_status(status):
@@ -1794,7 +1793,7 @@ def _wait_status(status):
 def _reap(command):
     """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command, reap
     everything, and once the command has exited give the rest
-    LINGER_SECONDS before leaving (which kills them)."""
+    LINGER_SECONDS, then kill and reap them.  Returns the command's status."""
     result, deadline = None, None
     while True:
         while True:
@@ -1810,7 +1809,14 @@ def _reap(command):
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return result
+                os.kill(-1, signal.SIGKILL)     # from PID 1: all the others
+                while True:
+                    try:
+                        os.waitpid(-1, 0)
+                    except ChildProcessError:
+                        return result
+                    except InterruptedError:
+                        continue
             info = signal.sigtimedwait(_INIT_SIGNALS, remaining)
         else:
             info = signal.sigwaitinfo(_INIT_SIGNALS)
@@ -2235,6 +2241,7 @@ class Container:
         self.returncode = None
         self._chan = None
         self._local = False       # the command line clones from its own process
+        self._reaped = False
         self._stage = "new"
         self._exec_error = None
 
@@ -2460,6 +2467,7 @@ class Container:
                 continue
             if pid:
                 self.returncode = _wait_status(status)
+                self._reaped = True
                 return
             if time.monotonic() >= end:
                 raise subprocess.TimeoutExpired(self.args, timeout)
@@ -2490,7 +2498,8 @@ class Container:
             timer.start()
 
     def close(self):
-        """Kill the container if it still runs and release its channel."""
+        """Kill the container if it still runs, release its channel and (when
+        cloned from this process) reap its init."""
         if self._stage == "served" and self.returncode is None and self.pid is not None:
             self.kill()
             try:
@@ -2499,6 +2508,12 @@ class Container:
                 pass
         if self._chan is not None:
             self._chan.close()
+        if self._local and self.pid is not None and not self._reaped:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self._reaped = True
 
     def __enter__(self):
         return self
