@@ -1157,8 +1157,9 @@ def _check_abs(path, what):
 
 
 def _resolve_in_root(root, path, follow_last=True):
-    """`path` as seen from inside `root`: symlinks on the way are followed
-    with `root` as /, and `..` stops at it.  Missing components are kept."""
+    """Where `path` leads when `root` is /: symlinks on the way are followed
+    with `root` as /, and `..` stops at it.  Returns root + the resolved path;
+    missing components are kept as they are."""
     parts = [p for p in path.split("/") if p and p != "."]
     resolved, hops = [], 0
     while parts:
@@ -1297,7 +1298,7 @@ class Bind(Op):
     def early(self, state):
         self._resolved = None
         try:
-            resolved = os.path.realpath(self.source)
+            resolved = _resolve_in_root(_HOST, self.source)
             os.stat(resolved)
         except OSError as err:
             if self.flags & BindOptional and err.errno == errno.ENOENT:
@@ -1309,7 +1310,7 @@ class Bind(Op):
         if self._resolved is None:
             return
         what = self.what
-        source = _HOST + self._resolved
+        source = self._resolved
         target = _resolve_in_root(_SYSROOT, self.target)
         try:
             if os.path.isdir(source):
@@ -1384,11 +1385,10 @@ class Dev(Op):
 
     def early(self, state):
         self._console = None
-        if state.flags & FAllowTTY:
-            try:
-                self._console = os.ttyname(state.stdout_fd)
-            except (OSError, TypeError):
-                pass
+        if state.flags & FAllowTTY and state.stdout_fd is not None and os.isatty(state.stdout_fd):
+            # The fd was opened in the caller's mount namespace: its path is
+            # relative to the host's root, which is /host from here.
+            self._console = _HOST + os.readlink("%s/self/fd/%d" % (_proc, state.stdout_fd))
 
     def apply(self, state):
         what = str(self)
@@ -1407,7 +1407,7 @@ class Dev(Op):
                "newinstance,ptmxmode=0666,mode=620", what + ": devpts")
         if self._console:
             _touch(target + "/console", 0o444)
-            _bind_mount(_HOST + self._console, target + "/console",
+            _bind_mount(self._console, target + "/console",
                         BindWritable | BindDevice, what + ": console")
 
 
@@ -1429,7 +1429,7 @@ class Link(Op):
         self._target = self.target
         if self.target.startswith("*"):
             try:
-                self._target = os.readlink(self.target[1:])
+                self._target = os.readlink(_HOST + self.target[1:])
             except OSError as err:
                 _fail("%s: readlink %r" % (self, self.target[1:]), err.errno)
 
@@ -1578,13 +1578,19 @@ def default_ops():
 # The container's init.
 #
 # clone() with every namespace flag makes a child that is PID 1 of the new
-# PID namespace.  It maps its ids, assembles the root, drops privileges,
-# loads the seccomp filter, then forks the command and reaps until it exits.
-# It runs Python from memory only: after pivot_root nothing can be imported,
-# so everything it calls is imported at the top of this module.
+# PID namespace.  Its setup has two halves.  The shell depends only on the
+# ids it maps and on whether it keeps the terminal and the network: it maps
+# the ids, makes / rslave, mounts the intermediate root and pivots into it
+# (host under /host).  The rest follows the configuration: the operations,
+# the second pivot_root, dropping privileges, the seccomp filter, the
+# command, and reaping until it exits.  The helper keeps one shell ready
+# ahead of time (a "spare") so that most containers start from the second
+# half.  Init runs Python from memory only: after pivot_root nothing can be
+# imported, so everything it calls is imported at the top of this module.
 # Messages to the parent travel as marshal'd tuples over a SOCK_SEQPACKET
-# channel: ("error", message, errno) if setup fails, ("ready",) when the
-# command is about to start, ("exec", errno) if it could not be executed.
+# channel: ("error", message, errno) if setup fails; ("ready",) when the
+# command is about to start; ("exec", errno, what) if it could not be
+# executed; ("exit", status) once everything in the namespace is reaped.
 # ---------------------------------------------------------------------------
 
 LINGER_SECONDS = 5.0
@@ -1600,6 +1606,8 @@ _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
 
 
 class _SetupState:
+    """What operations see while they are applied."""
+
     def __init__(self, cfg, stdout_fd):
         self.flags = cfg["flags"]
         self.parent_perm = cfg["parent_perm"]
@@ -1625,22 +1633,20 @@ def _write_file(path, data, what):
         _fail("%s: writing %s" % (what, path), err.errno)
 
 
-def _map_identity(cfg):
+def _map_identity(uid, gid, host_uid, host_gid):
     _prctl(PR_SET_DUMPABLE, 1, what="uid_map: dumpable")
-    _write_file("/proc/self/uid_map", b"%d %d 1\n" % (cfg["uid"], cfg["host_uid"]), "uid_map")
+    _write_file("/proc/self/uid_map", b"%d %d 1\n" % (uid, host_uid), "uid_map")
     _write_file("/proc/self/setgroups", b"deny\n", "setgroups")
-    _write_file("/proc/self/gid_map", b"%d %d 1\n" % (cfg["gid"], cfg["host_gid"]), "gid_map")
+    _write_file("/proc/self/gid_map", b"%d %d 1\n" % (gid, host_gid), "gid_map")
     _prctl(PR_SET_DUMPABLE, 0, what="uid_map: dumpable")
 
 
-def _build_root(cfg, ops, state):
+def _enter_intermediate_root():
+    """Make / rslave, mount a tmpfs as intermediate root holding sysroot
+    (the new root, bound onto itself) and pivot into it, the host's root
+    moving to /host."""
+    global _proc
     _mount(None, "/", None, MS_REC | MS_SLAVE, None, "making / rslave")
-    for index, op in enumerate(ops):
-        state.index = index
-        try:
-            op.early(state)
-        except SandboxError as err:
-            raise _at_op(err, index)
     base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
     _mount("rootfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "intermediate root")
     os.chdir(base)
@@ -1649,8 +1655,18 @@ def _build_root(cfg, ops, state):
     _mount("sysroot", "sysroot", None, MS_BIND | MS_REC, None, "binding sysroot")
     _pivot_root(".", "host", "pivot_root to the intermediate root")
     os.chdir("/")
-    global _proc
     _proc = _HOST + "/proc"
+
+
+def _build_root(ops, state):
+    """The early pass, then each operation, then the host detached and
+    sysroot made the root."""
+    for index, op in enumerate(ops):
+        state.index = index
+        try:
+            op.early(state)
+        except SandboxError as err:
+            raise _at_op(err, index)
     for index, op in enumerate(ops):
         state.index = index
         try:
@@ -1731,57 +1747,99 @@ def _spawn_command(cfg, chan, stdio, extras):
         _close_all(high)
 
 
-def _container_init(cfg, chan, stdio, extras, cgroup):
-    """Body of the cloned child; never returns."""
+def _shell_key(cfg, cgroup):
+    """What the first half of init's setup depends on."""
+    return (cfg["uid"], cfg["gid"], cfg["host_uid"], cfg["host_gid"],
+            cfg["flags"] & (FAllowTTY | FAllowNet), cgroup is not None)
+
+
+def _init_shell(key, keep, cgroup):
+    """The first half of init's setup (see above)."""
+    uid, gid, host_uid, host_gid, flags, _ = key
+    signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
+    for sig in _INIT_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+    _close_fds_except(keep)
+    if not flags & FAllowTTY:
+        os.setsid()
+    _map_identity(uid, gid, host_uid, host_gid)
+    if cgroup is not None:
+        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
+        try:
+            os.write(fd, b"0\n")
+        except OSError as err:
+            _fail("cgroup: joining", err.errno)
+        finally:
+            os.close(fd)
+        os.close(cgroup)
+        _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
+    os.umask(0)
+    _enter_intermediate_root()
+    if not flags & FAllowNet:
+        try:
+            _loopback_up()
+        except OSError as err:
+            _fail("loopback: bringing lo up", err.errno)
+
+
+def _init_finish(cfg, chan, stdio, extras):
+    """The second half of init's setup, then PID 1's life; never returns."""
     try:
-        signal.set_wakeup_fd(-1)
-        signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
-        for sig in _INIT_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
-        keep = [fd for fd in [chan] + list(stdio) + list(extras) + [cgroup] if fd is not None]
-        _close_fds_except(keep)
-        if not cfg["flags"] & FAllowTTY:
-            os.setsid()
-        _map_identity(cfg)
-        if cgroup is not None:
-            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
-            try:
-                os.write(fd, b"0\n")
-            except OSError as err:
-                _fail("cgroup: joining", err.errno)
-            finally:
-                os.close(fd)
-            os.close(cgroup)
-            _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
         if cfg["hostname"]:
             try:
                 socket.sethostname(cfg["hostname"])
             except OSError as err:
                 _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
-        os.umask(0)
         ops = [_OP_TYPES[kind](*values) for kind, values in cfg["ops"]]
-        _build_root(cfg, ops, _SetupState(cfg, stdio[1]))
-        if not cfg["flags"] & FAllowNet:
-            try:
-                _loopback_up()
-            except OSError as err:
-                _fail("loopback: bringing lo up", err.errno)
+        _build_root(ops, _SetupState(cfg, stdio[1]))
         _drop_privileges(cfg)
         _send(chan, "ready")
         pid = _spawn_command(cfg, chan, stdio, extras)
-    except SandboxError as err:
-        _send(chan, "error", str(err), err.errno or 0)
-        os._exit(_SETUP_FAILED)
-    except BaseException as err:   # never let a traceback escape the child
-        _send(chan, "error", "setup: %s" % (err,), getattr(err, "errno", 0) or 0)
-        os._exit(_SETUP_FAILED)
+    except BaseException as err:
+        _report_setup_failure(chan, err)
     _close_all(list(stdio) + list(extras))
     status = _reap(pid)
     # Everything in the namespace has been reaped: the parent may know now,
     # without waiting for the kernel to tear the namespaces down.
     _send(chan, "exit", status)
     os._exit(status)
+
+
+def _report_setup_failure(chan, err):
+    """Send the error to the parent and exit 125; never a traceback."""
+    if isinstance(err, SandboxError):
+        _send(chan, "error", str(err), err.errno or 0)
+    else:
+        _send(chan, "error", "setup: %s" % (err,), getattr(err, "errno", 0) or 0)
+    os._exit(_SETUP_FAILED)
+
+
+def _container_init(cfg, chan, stdio, extras, cgroup):
+    """Body of a child cloned for this configuration; never returns."""
+    try:
+        keep = [chan] + list(stdio) + list(extras) + [cgroup]
+        _init_shell(_shell_key(cfg, cgroup), [fd for fd in keep if fd is not None], cgroup)
+    except BaseException as err:
+        _report_setup_failure(chan, err)
+    _init_finish(cfg, chan, stdio, extras)
+
+
+def _spare_main(key, sock):
+    """Body of a spare: the shell for `key`, then wait for a request from
+    the helper and become that container's init; never returns."""
+    try:
+        _init_shell(key, [sock], None)
+        payload, fds = _recv_fds(socket.socket(fileno=sock))
+        if not payload:
+            os._exit(0)
+        cfg, taken, memfd = _decode_request(payload, fds)
+        _close_all([sock, memfd, taken["cgroup"]])
+    except BaseException:
+        os._exit(_SETUP_FAILED)
+    _init_finish(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
+                 taken["extras"])
 
 
 def _wait_status(status):
@@ -1923,28 +1981,19 @@ def _encode_request(cfg, slots):
 
 
 def _decode_request(payload, fds):
+    """(cfg, fds by slot name, memfd or None) from a request; closes nothing."""
+    fds, memfd = list(fds), None
     if payload[:1] == b"M":
         memfd = fds.pop(0)
-        try:
-            size = os.fstat(memfd).st_size
-            payload = b"I" + os.pread(memfd, size, 0)
-        finally:
-            os.close(memfd)
+        payload = b"I" + os.pread(memfd, os.fstat(memfd).st_size, 0)
     cfg, slots = marshal.loads(payload[1:])
-    # slots: how many of fds are chan, stdin, stdout, stderr, extras, cgroup
-    fds = list(fds)
     taken = {}
     for name, present in slots:
         if isinstance(present, int) and not isinstance(present, bool):
             taken[name] = [fds.pop(0) for _ in range(present)]
         else:
             taken[name] = fds.pop(0) if present else None
-    return cfg, taken
-
-
-def _launch_request(cfg, taken):
-    stdio = (taken["stdin"], taken["stdout"], taken["stderr"])
-    return _launch(cfg, taken["chan"], stdio, taken["extras"], taken["cgroup"])
+    return cfg, taken, memfd
 
 
 def _close_all(fds):
@@ -1964,81 +2013,156 @@ def _taken_fds(taken):
             yield value
 
 
+class _HelperServer:
+    """The helper's loop (in the helper process)."""
+
+    def __init__(self, control_fd):
+        self.control = socket.socket(fileno=control_fd)
+        self.poller = select.poll()
+        self.running = {}     # chan fd -> init pid, None once killed
+        self.by_pid = {}      # init pid -> chan fd
+        self.spare = None     # (pid, socket, shell key) of the shell kept ready
+        self.spares_work = True
+        self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
+                          _proc_int("/proc/sys/kernel/overflowgid", 65534),
+                          os.geteuid(), os.getegid(), 0, False)
+
+    def serve(self):
+        gc.disable()
+        gc.freeze()
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(sig, signal.SIG_IGN)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, what="helper: subreaper")
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.poller.register(self.control, select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+        # A spare's view of the host's mounts is a copy made when it was
+        # cloned; mountinfo becomes readable with POLLPRI when the mount table
+        # changes, and then the spare is replaced before any later request.
+        self.mounts = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        self.poller.register(self.mounts, select.POLLPRI)
+        self.make_spare()
+        _send_fds(self.control, b"ready", [])
+        while True:
+            events = sorted(self.poller.poll(), key=lambda event: event[0] != self.mounts)
+            for fd, _ in events:
+                try:
+                    if fd == self.mounts:
+                        self.replace_spare()
+                    elif fd == self.control.fileno():
+                        self.on_request()
+                    elif fd == self.wake_r:
+                        self.on_children()
+                    elif self.running.get(fd) is not None:
+                        self.on_channel(fd)
+                except SandboxError:
+                    pass       # a bad request: its sender hears of it or sees EOF
+
+    def make_spare(self):
+        if not self.spares_work or self.spare is not None:
+            return
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = _libc.syscall(SYS_clone, _clone_flags(0, None) | signal.SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            try:
+                _spare_main(self.spare_key, child_end.fileno())
+            finally:
+                os._exit(_SETUP_FAILED)
+        child_end.close()
+        if pid < 0:
+            parent_end.close()
+            self.spares_work = False
+        else:
+            self.spare = (pid, parent_end, self.spare_key)
+
+    def replace_spare(self):
+        if self.spare is not None:
+            pid, sock, _ = self.spare
+            self.spare = None
+            sock.close()
+            os.kill(pid, signal.SIGKILL)
+        self.make_spare()
+
+    def on_request(self):
+        payload, fds = _recv_fds(self.control)
+        if not payload:      # the caller is gone: so are its containers
+            for pid in list(self.by_pid) + ([self.spare[0]] if self.spare else []):
+                os.kill(pid, signal.SIGKILL)
+            os._exit(0)
+        try:
+            cfg, taken, memfd = _decode_request(payload, fds)
+        except Exception:
+            _close_all(fds)
+            raise SandboxError("helper: malformed request", errno.EINVAL)
+        chan = taken["chan"]
+        try:
+            if self.spare is not None and self.spare[2] == _shell_key(cfg, taken["cgroup"]):
+                pid, sock, _ = self.spare
+                self.spare = None
+                try:
+                    _send_fds(sock, payload, fds)
+                except OSError:
+                    os.kill(pid, signal.SIGKILL)
+                    pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
+                                  taken["extras"], taken["cgroup"])
+                sock.close()
+            else:
+                pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
+                              taken["extras"], taken["cgroup"])
+        except SandboxError as err:
+            _send(chan, "error", str(err), err.errno or 0)
+            _close_all(fds)
+            return
+        _send(chan, "pid", pid)
+        _close_all(fd for fd in fds if fd != chan)
+        self.running[chan], self.by_pid[pid] = pid, chan
+        self.poller.register(chan, select.POLLIN)
+        self.make_spare()
+
+    def on_children(self):
+        try:
+            os.read(self.wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.spare is not None and pid == self.spare[0]:
+                # A shell that dies unused will not work next time either:
+                # clone per request from now on (and report why there).
+                self.spare[1].close()
+                self.spare, self.spares_work = None, False
+            chan = self.by_pid.pop(pid, None)
+            if chan is not None:
+                _send(chan, "exit", _wait_status(status))
+                if self.running.pop(chan) is not None:
+                    self.poller.unregister(chan)
+                os.close(chan)
+
+    def on_channel(self, fd):
+        try:
+            message = marshal.loads(os.read(fd, 4096))
+        except (OSError, EOFError, ValueError, TypeError):
+            message = ("kill", signal.SIGKILL)    # the caller let go
+        if message[:1] == ("kill",) and isinstance(message[1], int):
+            try:
+                os.kill(self.running[fd], message[1])
+            except OSError:
+                pass
+        if message == ("kill", signal.SIGKILL):
+            self.poller.unregister(fd)   # nothing more to read; the exit follows
+            self.running[fd] = None
+
+
 def _helper_main(control_fd):
-    """The helper's loop (in the helper process; never returns)."""
-    gc.disable()
-    gc.freeze()
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
-        signal.signal(sig, signal.SIG_IGN)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1, what="helper: subreaper")
-    control = socket.socket(fileno=control_fd)
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    running = {}          # chan fd -> init pid
-    by_pid = {}           # init pid -> chan fd
-    poller = select.poll()
-    poller.register(control, select.POLLIN)
-    poller.register(wake_r, select.POLLIN)
-    _send_fds(control, b"ready", [])
-    while True:
-        for fd, _ in poller.poll():
-            if fd == control.fileno():
-                try:
-                    payload, fds = _recv_fds(control)
-                except (OSError, SandboxError):
-                    continue
-                if not payload:      # the caller is gone: so are its containers
-                    for pid in by_pid:
-                        os.kill(pid, signal.SIGKILL)
-                    os._exit(0)
-                try:
-                    cfg, taken = _decode_request(payload, fds)
-                except Exception:
-                    _close_all(fds)
-                    continue
-                chan = taken["chan"]
-                try:
-                    pid = _launch_request(cfg, taken)
-                except SandboxError as err:
-                    _send(chan, "error", str(err), err.errno or 0)
-                    _close_all(_taken_fds(taken))
-                    continue
-                _send(chan, "pid", pid)
-                _close_all(fd for fd in _taken_fds(taken) if fd != chan)
-                running[chan], by_pid[pid] = pid, chan   # running[chan]: None once killed
-                poller.register(chan, select.POLLIN)
-            elif fd == wake_r:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                while True:
-                    try:
-                        pid, status = os.waitpid(-1, os.WNOHANG)
-                    except ChildProcessError:
-                        break
-                    if pid == 0:
-                        break
-                    chan = by_pid.pop(pid, None)
-                    if chan is not None:
-                        _send(chan, "exit", _wait_status(status))
-                        if running.pop(chan) is not None:
-                            poller.unregister(chan)
-                        os.close(chan)
-            elif running.get(fd) is not None:
-                try:
-                    message = marshal.loads(os.read(fd, 4096))
-                except (OSError, EOFError, ValueError, TypeError):
-                    message = ("kill", signal.SIGKILL)    # the caller let go
-                if message[:1] == ("kill",) and isinstance(message[1], int):
-                    try:
-                        os.kill(running[fd], message[1])
-                    except OSError:
-                        pass
-                if message == ("kill", signal.SIGKILL):
-                    poller.unregister(fd)   # nothing more to read; the exit follows
-                    running[fd] = None
+    """Entry point of the helper process; never returns."""
+    _HelperServer(control_fd).serve()
 
 
 _HELPER_BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"

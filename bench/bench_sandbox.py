@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Benchmark sandbox.py side by side with bubblewrap (when installed).
+
+    python3 bench/bench_sandbox.py [--quick]
+
+Prints one table: the seccomp filter's size and instructions executed per
+syscall, start-up time from a warm process and from the command line, the
+memory an idle sandbox adds to a 512 MiB caller, 64 sandboxes from 8 threads,
+and time per sandbox as operations are added.  Times are medians of
+interleaved runs; ratios are medians of per-pair ratios.  Standard library
+only; bubblewrap's column says "absent" when `bwrap` is not on PATH.
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import sandbox  # noqa: E402
+
+SANDBOX_PY = os.path.join(os.path.dirname(HERE), "sandbox.py")
+BWRAP = shutil.which("bwrap")
+QUICK = "--quick" in sys.argv
+ROUNDS = 30 if QUICK else 200
+
+# libseccomp 2.5.4 on this kind of machine, same policy (issue 2): length,
+# mean instructions executed over syscall numbers 0..1023 with zero args.
+LIBSECCOMP = {("x86_64", 0x0): (43, 18.9), ("x86_64", 0x1E): (102, 59.5),
+              ("x86_64", 0x3E): (147, 57.6), ("aarch64", 0x0): (39, 16.0),
+              ("aarch64", 0x1E): (96, 54.7), ("aarch64", 0x3E): (142, 53.8)}
+
+rows = []
+
+
+def row(section, what, ours, theirs="", ratio="", note=""):
+    rows.append((section, what, ours, theirs, ratio, note))
+
+
+def bwrap_args(extra=()):
+    """bubblewrap with the mounts of sandbox.default_ops() and all namespaces."""
+    args = [BWRAP, "--unshare-all", "--die-with-parent"]
+    for op in sandbox.default_ops():
+        if isinstance(op, sandbox.Bind):
+            args += ["--ro-bind-try", op.source, op.target]
+        elif isinstance(op, sandbox.Link):
+            args += ["--symlink", os.readlink(op.target[1:]) if op.target.startswith("*") else op.target,
+                     op.linkname]
+        elif isinstance(op, sandbox.Proc):
+            args += ["--proc", op.dest]
+        elif isinstance(op, sandbox.Dev):
+            args += ["--dev", op.dest]
+        elif isinstance(op, sandbox.Tmpfs):
+            args += ["--tmpfs", op.dest]
+    return args + list(extra)
+
+
+def median_ms(values):
+    return "%.2f ms" % (statistics.median(values) * 1000)
+
+
+def interleaved(ours, theirs, rounds=ROUNDS):
+    """Time ours() and theirs() alternately; (our times, their times, ratios)."""
+    a, b, ratios = [], [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        ours()
+        a.append(time.perf_counter() - start)
+        if theirs is not None:
+            start = time.perf_counter()
+            theirs()
+            b.append(time.perf_counter() - start)
+            ratios.append(a[-1] / b[-1])
+    return a, b, ratios
+
+
+def ratio_text(ratios):
+    return "%.2fx" % statistics.median(ratios) if ratios else ""
+
+
+# -- seccomp -----------------------------------------------------------------
+
+def bench_seccomp():
+    for arch in ("x86_64", "i386", "aarch64", "arm"):
+        for opts in (0x0, 0x1E, 0x3E, 0x1FE):
+            program = sandbox.seccomp_filter(opts, arch)
+            counts = [sandbox.bpf_run(program, nr, arch)[1] for nr in range(1024)]
+            mean = sum(counts) / len(counts)
+            reference = LIBSECCOMP.get((arch, opts))
+            theirs = "%d / %.1f" % reference if reference else "(no reference)"
+            ratio = "len %.2fx, mean %.2fx" % (len(program) / 8 / reference[0], mean / reference[1]) \
+                if reference else ""
+            row("seccomp", "%s opts %#x: length / mean (worst)" % (arch, opts),
+                "%d / %.1f (%d)" % (len(program) // 8, mean, max(counts)), theirs, ratio,
+                "libseccomp 2.5.4 reference")
+
+
+# -- start-up ----------------------------------------------------------------
+
+def bench_library():
+    ops = sandbox.default_ops()
+    sandbox.run(["/bin/true"], ops=ops)        # the helper starts once
+    ours = lambda: sandbox.run(["/bin/true"], ops=ops)
+    theirs = (lambda: subprocess.run(bwrap_args(["/bin/true"]))) if BWRAP else None
+    a, b, ratios = interleaved(ours, theirs)
+    row("start", "library: run(['/bin/true'], default_ops())", median_ms(a),
+        median_ms(b) if b else "absent", ratio_text(ratios), "target <= 1.0x")
+    ours = lambda: sandbox.run(["/bin/true"], ops=ops, timeout=60)
+    a, b, ratios = interleaved(ours, theirs)
+    row("start", "library: the same with timeout=60", median_ms(a),
+        median_ms(b) if b else "absent", ratio_text(ratios), "same cost expected")
+
+
+def bench_command_line():
+    floor = lambda: subprocess.run([sys.executable, "-I", "-c", "pass"])
+    ours = lambda: subprocess.run([sys.executable, SANDBOX_PY, "--", "/bin/true"])
+    theirs = (lambda: subprocess.run(bwrap_args(["/bin/true"]))) if BWRAP else None
+    rounds = max(10, ROUNDS // 4)
+    f, _, _ = interleaved(floor, None, rounds)
+    a, b, ratios = interleaved(ours, theirs, rounds)
+    row("start", "interpreter floor: python3 -I -c pass", median_ms(f))
+    budget = statistics.median(f) + 1.5 * statistics.median(b) if b else None
+    row("start", "command line: python3 sandbox.py -- /bin/true", median_ms(a),
+        median_ms(b) if b else "absent", ratio_text(ratios),
+        "target <= floor + 1.5x bwrap = %.2f ms" % (budget * 1000) if budget else "")
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "sandbox", "--", "/bin/true"], env=env,
+                   cwd=os.path.dirname(SANDBOX_PY))
+    ours = lambda: subprocess.run([sys.executable, "-m", "sandbox", "--", "/bin/true"],
+                                  env=env, cwd=os.path.dirname(SANDBOX_PY))
+    a, b, ratios = interleaved(ours, theirs, rounds)
+    row("start", "command line: python3 -m sandbox (cached bytecode)", median_ms(a),
+        median_ms(b) if b else "absent", ratio_text(ratios))
+
+
+# -- memory ------------------------------------------------------------------
+
+def pss_kib(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid):
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            for task in os.listdir("/proc/%d/task" % current):
+                with open("/proc/%d/task/%s/children" % (current, task)) as f:
+                    queue.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def mem_available_kib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+
+
+def bench_memory(count=16):
+    ballast = bytearray(512 << 20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    sandbox.run(["/bin/true"])
+    time.sleep(0.5)
+    before = mem_available_kib()
+    containers = []
+    for _ in range(count):
+        c = sandbox.Container("/bin/sleep", "1000", ops=sandbox.default_ops())
+        c.start()
+        c.serve()
+        containers.append(c)
+    time.sleep(0.5)
+    ours = sum(pss_kib(p) for c in containers for p in descendants(c.pid)) / count
+    drop = (before - mem_available_kib()) / count
+    helper = sandbox._Helper._current
+    helper_pid = helper.process.pid if helper.mode == "exec" else helper.process
+    for c in containers:
+        c.close()
+    theirs = theirs_drop = None
+    if BWRAP:
+        time.sleep(0.5)
+        before = mem_available_kib()
+        procs = [subprocess.Popen(bwrap_args(["/bin/sleep", "1000"])) for _ in range(count)]
+        time.sleep(1.0)
+        theirs = sum(pss_kib(p) for proc in procs for p in descendants(proc.pid)) / count
+        theirs_drop = (before - mem_available_kib()) / count
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    row("memory", "Pss per idle sandbox (init + sleep), caller 512 MiB",
+        "%.2f MiB" % (ours / 1024), "%.2f MiB" % (theirs / 1024) if theirs else "absent",
+        "%.2fx" % (ours / theirs) if theirs else "", "target <= 2 MiB")
+    row("memory", "MemAvailable drop per sandbox", "%.2f MiB" % (drop / 1024),
+        "%.2f MiB" % (theirs_drop / 1024) if theirs_drop is not None else "absent", "",
+        "noisy: other processes share the machine")
+    row("memory", "the helper, once per caller (Pss)", "%.2f MiB" % (pss_kib(helper_pid) / 1024),
+        "", "", "mode: %s" % helper.mode)
+    del ballast
+
+
+# -- concurrency and scale ---------------------------------------------------
+
+def bench_concurrency():
+    sandbox.run(["/bin/true"])
+    fds = sorted(os.listdir("/proc/self/fd"))
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    children = descendants(os.getpid())
+    failures = []
+
+    def worker():
+        for _ in range(8):
+            try:
+                if sandbox.run(["/bin/true"]).returncode != 0:
+                    failures.append("status")
+            except Exception as err:
+                failures.append(repr(err))
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - start
+    with open("/proc/self/mountinfo") as f:
+        same = (sorted(os.listdir("/proc/self/fd")) == fds and f.read() == mounts
+                and descendants(os.getpid()) == children)
+    row("threads", "64 sandboxes from 8 threads", "%.0f ms, %d failed" % (took * 1000, len(failures)),
+        "", "", "fds, children, mounts unchanged: %s" % same)
+
+
+def bench_scale():
+    slopes = {}
+    for extra in (1, 10, 100):
+        ops = sandbox.default_ops()
+        for i in range(extra):
+            ops.mkdir("/tmp/d%d" % i, 0o755)
+        ours = lambda: sandbox.run(["/bin/true"], ops=ops)
+        extra_args = []
+        for i in range(extra):
+            extra_args += ["--dir", "/tmp/d%d" % i]
+        theirs = (lambda: subprocess.run(bwrap_args(extra_args + ["/bin/true"]))) if BWRAP else None
+        a, b, ratios = interleaved(ours, theirs, max(10, ROUNDS // 4))
+        slopes[extra] = (statistics.median(a), statistics.median(b) if b else None)
+        row("scale", "%d extra operations (--dir)" % extra, median_ms(a),
+            median_ms(b) if b else "absent", ratio_text(ratios))
+    ours_slope = (slopes[100][0] - slopes[1][0]) / 99
+    theirs_slope = (slopes[100][1] - slopes[1][1]) / 99 if BWRAP else None
+    row("scale", "slope per operation", "%.1f us" % (ours_slope * 1e6),
+        "%.1f us" % (theirs_slope * 1e6) if theirs_slope else "absent",
+        "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
+
+
+def main():
+    print("sandbox.py %s, Python %s, Linux %s, %d cores%s" % (
+        sandbox.__version__, sys.version.split()[0], os.uname().release, os.cpu_count(),
+        "" if BWRAP else "; bubblewrap absent: its column is skipped"))
+    bench_seccomp()
+    bench_library()
+    bench_command_line()
+    bench_memory()
+    bench_concurrency()
+    bench_scale()
+    widths = [max(len(str(r[i])) for r in rows + [("", "what", "sandbox.py", "bubblewrap", "ratio", "")])
+              for i in range(6)]
+    header = ("", "what", "sandbox.py", "bubblewrap", "ratio", "note")
+    for r in [header] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
