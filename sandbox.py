@@ -1151,6 +1151,8 @@ def _octal(value):
 
 
 def _check_abs(path, what):
+    """path, if it is an absolute path; `what` (a string or an object whose
+    str() names the step) is only formatted on failure."""
     if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
         raise SandboxError("%s: path %s is not absolute" % (what, _q(path)), errno.EINVAL)
     return path
@@ -1265,10 +1267,11 @@ class Op:
         """How error messages name this operation."""
         return str(self)
 
+    paths = ()     # the fields that hold absolute paths
+
     def validate(self):
-        for name in self.fields:
-            if name in ("target", "source", "dest", "name", "linkname"):
-                _check_abs(getattr(self, name), "%s" % self)
+        for name in self.paths:
+            _check_abs(getattr(self, name), self)
 
     def early(self, state):
         pass
@@ -1279,6 +1282,7 @@ class Op:
 
 class Bind(Op):
     fields = ("source", "target", "flags")
+    paths = ("source", "target")
 
     def __str__(self):
         return "%s on %s flags %#x" % (_q(self.source), _q(self.target), self.flags)
@@ -1326,6 +1330,7 @@ class Bind(Op):
 
 class Proc(Op):
     fields = ("dest",)
+    paths = ("dest",)
 
     def __str__(self):
         return "proc on %s" % _q(self.dest)
@@ -1338,6 +1343,7 @@ class Proc(Op):
 
 class Mqueue(Op):
     fields = ("dest",)
+    paths = ("dest",)
 
     def __str__(self):
         return "mqueue on %s" % _q(self.dest)
@@ -1350,6 +1356,7 @@ class Mqueue(Op):
 
 class Tmpfs(Op):
     fields = ("dest", "size", "perm")
+    paths = ("dest",)
 
     def __init__(self, dest, size=0, perm=0o755):
         super().__init__(dest, size, perm)
@@ -1379,6 +1386,7 @@ _DEV_LINKS = (("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
 
 class Dev(Op):
     fields = ("dest",)
+    paths = ("dest",)
 
     def __str__(self):
         return "dev on %s" % _q(self.dest)
@@ -1423,7 +1431,7 @@ class Link(Op):
     def validate(self):
         if not isinstance(self.target, str) or not self.target or "\0" in self.target:
             raise SandboxError("%s: invalid target" % self, errno.EINVAL)
-        _check_abs(self.linkname, str(self))
+        _check_abs(self.linkname, self)
 
     def early(self, state):
         self._target = self.target
@@ -1444,6 +1452,7 @@ class Link(Op):
 
 class Mkdir(Op):
     fields = ("dest", "perm")
+    paths = ("dest",)
 
     def __init__(self, dest, perm=0o755):
         super().__init__(dest, perm)
@@ -1481,7 +1490,7 @@ class Place(Op):
                                     if isinstance(self.data, (bytes, bytearray)) else "no data")
 
     def validate(self):
-        _check_abs(self.name, "place")
+        _check_abs(self.name, self)
         if not isinstance(self.data, (bytes, bytearray)):
             raise SandboxError("%s: data must be bytes, not %s"
                                % (self, type(self.data).__name__), errno.EINVAL)
@@ -1692,13 +1701,20 @@ def _loopback_up():
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | IFF_UP))
 
 
+def _drop_bounding_set(last_cap):
+    """Drop every capability but CAP_SYS_ADMIN from the bounding set (the
+    shell does this early: the bounding set only limits what a later
+    execve can gain, and setup needs none of it)."""
+    for cap in range(last_cap + 1):
+        if cap != CAP_SYS_ADMIN:
+            _prctl(PR_CAPBSET_DROP, cap, what="dropping capability %d" % cap)
+
+
 def _drop_privileges(cfg):
     _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clearing ambient capabilities")
-    for cap in range(cfg["cap_last_cap"] + 1):
-        if cfg["privileged"] and cap == CAP_SYS_ADMIN:
-            continue
-        _prctl(PR_CAPBSET_DROP, cap, what="dropping capability %d" % cap)
+    if not cfg["privileged"]:
+        _prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, what="dropping CAP_SYS_ADMIN")
     keep = (1 << CAP_SYS_ADMIN) if cfg["privileged"] else 0
     # struct __user_cap_header_struct + two __user_cap_data_struct
     header = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0))
@@ -1750,7 +1766,7 @@ def _spawn_command(cfg, chan, stdio, extras):
 def _shell_key(cfg, cgroup):
     """What the first half of init's setup depends on."""
     return (cfg["uid"], cfg["gid"], cfg["host_uid"], cfg["host_gid"],
-            cfg["flags"] & (FAllowTTY | FAllowNet), cgroup is not None)
+            cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None))
 
 
 def _init_shell(key, keep, cgroup):
@@ -1765,6 +1781,7 @@ def _init_shell(key, keep, cgroup):
     if not flags & FAllowTTY:
         os.setsid()
     _map_identity(uid, gid, host_uid, host_gid)
+    _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
     if cgroup is not None:
         fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
         try:
@@ -1967,26 +1984,37 @@ def _recv_fds(sock, size=65536):
     return payload, fds
 
 
-def _encode_request(cfg, slots):
-    """A request: marshal'd (cfg, slots) inline, or in a memfd (sent as the
-    first fd) when large (place data)."""
+# A request is a header (the shell key, so the helper can pick a spare
+# without decoding the rest) and marshal'd (cfg, slots), inline or, when
+# large (place data), in a memfd sent as the first fd.
+_REQUEST_HEADER = struct.Struct("<c6q")
+
+
+def _encode_request(cfg, slots, cgroup):
     payload = marshal.dumps((cfg, slots))
-    if len(payload) <= _INLINE_LIMIT:
-        return b"I" + payload, None
+    inline = len(payload) <= _INLINE_LIMIT
+    header = _REQUEST_HEADER.pack(b"I" if inline else b"M", *_shell_key(cfg, cgroup))
+    if inline:
+        return header + payload, None
     fd = os.memfd_create("sandbox-request", os.MFD_CLOEXEC)
     view = memoryview(payload)
     while view:
         view = view[os.write(fd, view):]
-    return b"M", fd
+    return header, fd
+
+
+def _request_key(payload):
+    return _REQUEST_HEADER.unpack_from(payload)[1:]
 
 
 def _decode_request(payload, fds):
     """(cfg, fds by slot name, memfd or None) from a request; closes nothing."""
     fds, memfd = list(fds), None
+    body = payload[_REQUEST_HEADER.size:]
     if payload[:1] == b"M":
         memfd = fds.pop(0)
-        payload = b"I" + os.pread(memfd, os.fstat(memfd).st_size, 0)
-    cfg, slots = marshal.loads(payload[1:])
+        body = os.pread(memfd, os.fstat(memfd).st_size, 0)
+    cfg, slots = marshal.loads(body)
     taken = {}
     for name, present in slots:
         if isinstance(present, int) and not isinstance(present, bool):
@@ -2005,14 +2033,6 @@ def _close_all(fds):
                 pass
 
 
-def _taken_fds(taken):
-    for value in taken.values():
-        if isinstance(value, list):
-            yield from value
-        else:
-            yield value
-
-
 class _HelperServer:
     """The helper's loop (in the helper process)."""
 
@@ -2025,7 +2045,7 @@ class _HelperServer:
         self.spares_work = True
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
-                          os.geteuid(), os.getegid(), 0, False)
+                          os.geteuid(), os.getegid(), 0, 0)
 
     def serve(self):
         gc.disable()
@@ -2092,23 +2112,27 @@ class _HelperServer:
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         try:
-            cfg, taken, memfd = _decode_request(payload, fds)
-        except Exception:
+            key = _request_key(payload)
+            chan = fds[1 if payload[:1] == b"M" else 0]
+        except (struct.error, IndexError):
             _close_all(fds)
             raise SandboxError("helper: malformed request", errno.EINVAL)
-        chan = taken["chan"]
         try:
-            if self.spare is not None and self.spare[2] == _shell_key(cfg, taken["cgroup"]):
+            pid = None
+            if self.spare is not None and self.spare[2] == key:
                 pid, sock, _ = self.spare
                 self.spare = None
                 try:
                     _send_fds(sock, payload, fds)
                 except OSError:
                     os.kill(pid, signal.SIGKILL)
-                    pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
-                                  taken["extras"], taken["cgroup"])
+                    pid = None
                 sock.close()
-            else:
+            if pid is None:
+                try:
+                    cfg, taken, _ = _decode_request(payload, fds)
+                except Exception:
+                    raise SandboxError("helper: malformed request", errno.EINVAL)
                 pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
                               taken["extras"], taken["cgroup"])
         except SandboxError as err:
@@ -2435,10 +2459,11 @@ class Container:
             raise SandboxError("args: invalid argument vector %r" % (self.args,), errno.EINVAL)
         ops = []
         for index, op in enumerate(self.ops):
-            try:
-                op.validate()
-            except SandboxError as err:
-                raise _at_op(err, index)
+            if isinstance(op, Place):      # its data may have come after start()
+                try:
+                    op.validate()
+                except SandboxError as err:
+                    raise _at_op(err, index)
             ops.append((type(op).__name__, tuple(
                 bytes(v) if isinstance(v, bytearray) else v for v in op._values())))
         return {
@@ -2449,7 +2474,6 @@ class Container:
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
             "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
-            "cap_last_cap": _proc_int("/proc/sys/kernel/cap_last_cap", 40),
             "filter": _compiled_filter(int(self.effective_seccomp()), HOST_ARCH, None),
         }
 
@@ -2506,7 +2530,7 @@ class Container:
                  ("extras", len(extras)), ("cgroup", cgroup is not None)]
         if any(fd is None for fd in extras):
             raise SandboxError("extra_files: not open", errno.EBADF)
-        payload, memfd = _encode_request(cfg, slots)
+        payload, memfd = _encode_request(cfg, slots, cgroup)
         fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + [cgroup]
         try:
             for attempt in (1, 2):
