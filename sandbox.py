@@ -80,6 +80,7 @@ def _fail(message, err=0):
 # through libc's syscall(2) with numbers for the host architecture.
 # ---------------------------------------------------------------------------
 
+CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000
@@ -1801,8 +1802,13 @@ def _init_shell(key, keep, cgroup):
             _fail("loopback: bringing lo up", err.errno)
 
 
-def _init_finish(cfg, chan, stdio, extras):
-    """The second half of init's setup, then PID 1's life; never returns."""
+_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "filter")
+
+
+def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
+    """The worker: the second half of setup (the file system); then it
+    hands PID 1 what it needs to start the command, and exits.  Its exit
+    (the teardown of a copy of a Python process) overlaps PID 1's work."""
     try:
         if cfg["hostname"]:
             try:
@@ -1811,17 +1817,15 @@ def _init_finish(cfg, chan, stdio, extras):
                 _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
         ops = [_OP_TYPES[kind](*values) for kind, values in cfg["ops"]]
         _build_root(ops, _SetupState(cfg, stdio[1]))
-        _drop_privileges(cfg)
-        _send(chan, "ready")
-        pid = _spawn_command(cfg, chan, stdio, extras)
+        slots = [fd is not None for fd in stdio]
+        spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
+        spawn["slots"], spawn["extras"] = slots, len(extras)
+        _send_fds(to_init, marshal.dumps(spawn), [chan] + list(stdio) + list(extras))
     except BaseException as err:
         _report_setup_failure(chan, err)
-    _close_all(list(stdio) + list(extras))
-    status = _reap(pid)
-    # Everything in the namespace has been reaped: the parent may know now,
-    # without waiting for the kernel to tear the namespaces down.
-    _send(chan, "exit", status)
-    os._exit(status)
+    if helper is not None:
+        helper.close()      # the helper may make the next spare now
+    os._exit(0)
 
 
 def _report_setup_failure(chan, err):
@@ -1833,30 +1837,85 @@ def _report_setup_failure(chan, err):
     os._exit(_SETUP_FAILED)
 
 
+def _init_serve(worker, from_worker):
+    """PID 1 while the worker sets up and after: take what the worker sends
+    (nothing if setup failed: its status is the result), drop privileges,
+    start the command, reap until everything has exited, report and leave;
+    never returns."""
+    chan = None
+    try:
+        message, fds = _recv_fds(from_worker, 65536)
+        from_worker.close()
+        if not message:
+            status = _reap(worker)
+        else:
+            spawn = marshal.loads(message)
+            chan, fds = fds[0], fds[1:]
+            stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
+            try:
+                _drop_privileges(spawn)
+                _send(chan, "ready")
+            except BaseException as err:
+                _report_setup_failure(chan, err)
+            command = _spawn_command(spawn, chan, stdio, fds)
+            _close_all(stdio + fds)
+            status = _reap(command)
+    except BaseException:
+        os._exit(_SETUP_FAILED)
+    if chan is not None:
+        # Everything in the namespace has been reaped: the parent may know
+        # now, without waiting for the kernel to tear the namespaces down.
+        _send(chan, "exit", status)
+    os._exit(status)
+
+
+def _fork_worker(stdio, extras):
+    """Fork PID 1's worker; returns (worker pid, PID 1's end of their
+    socket) in PID 1 and (0, the worker's end) in the worker."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker = os.fork()
+    if worker == 0:
+        ours.close()
+        return 0, theirs
+    theirs.close()
+    _close_all(list(stdio) + list(extras))
+    return worker, ours
+
+
 def _container_init(cfg, chan, stdio, extras, cgroup):
     """Body of a child cloned for this configuration; never returns."""
     try:
         keep = [chan] + list(stdio) + list(extras) + [cgroup]
         _init_shell(_shell_key(cfg, cgroup), [fd for fd in keep if fd is not None], cgroup)
+        worker, link = _fork_worker(stdio, extras)
     except BaseException as err:
         _report_setup_failure(chan, err)
-    _init_finish(cfg, chan, stdio, extras)
+    if worker == 0:
+        _set_up(cfg, chan, stdio, extras, link)
+    os.close(chan)
+    _init_serve(worker, link)
 
 
 def _spare_main(key, sock):
-    """Body of a spare: the shell for `key`, then wait for a request from
-    the helper and become that container's init; never returns."""
+    """Body of a spare: the shell for `key` and a forked worker that waits
+    for a request from the helper and carries on as that container's
+    worker; never returns."""
     try:
         _init_shell(key, [sock], None)
-        payload, fds = _recv_fds(socket.socket(fileno=sock))
-        if not payload:
-            os._exit(0)
-        cfg, taken, memfd = _decode_request(payload, fds)
-        _close_all([sock, memfd, taken["cgroup"]])
+        worker, link = _fork_worker((), ())
+        if worker == 0:
+            helper = socket.socket(fileno=sock)
+            payload, fds = _recv_fds(helper)
+            if not payload:
+                os._exit(0)
+            cfg, taken, memfd = _decode_request(payload, fds)
+            _close_all([memfd, taken["cgroup"]])
+            _set_up(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
+                    taken["extras"], link, helper)
+        os.close(sock)
     except BaseException:
         os._exit(_SETUP_FAILED)
-    _init_finish(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
-                 taken["extras"])
+    _init_serve(worker, link)
 
 
 def _wait_status(status):
@@ -2042,6 +2101,8 @@ class _HelperServer:
         self.running = {}     # chan fd -> init pid, None once killed
         self.by_pid = {}      # init pid -> chan fd
         self.spare = None     # (pid, socket, shell key) of the shell kept ready
+        self.template = None  # (pid, socket) of the process that clones spares
+        self.setting_up = {}  # fd -> socket of spares given a request, until set up
         self.spares_work = True
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
@@ -2063,6 +2124,7 @@ class _HelperServer:
         # changes, and then the spare is replaced before any later request.
         self.mounts = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
         self.poller.register(self.mounts, select.POLLPRI)
+        self.start_template()
         self.make_spare()
         _send_fds(self.control, b"ready", [])
         while True:
@@ -2075,21 +2137,37 @@ class _HelperServer:
                         self.on_request()
                     elif fd == self.wake_r:
                         self.on_children()
+                    elif fd in self.setting_up:
+                        self.on_set_up(fd)
                     elif self.running.get(fd) is not None:
                         self.on_channel(fd)
                 except SandboxError:
                     pass       # a bad request: its sender hears of it or sees EOF
 
+    def start_template(self):
+        """Fork the template: an idle copy of this process that clones the
+        spares.  Spares share memory with it, and it stays still, so a
+        container's init keeps few private pages however busy the helper is."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _close_fds_except([theirs.fileno()])
+                _template_main(theirs.fileno(), self.spare_key)
+            finally:
+                os._exit(1)
+        theirs.close()
+        self.template = (pid, ours)
+
     def make_spare(self):
         if not self.spares_work or self.spare is not None:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = _libc.syscall(SYS_clone, _clone_flags(0, None) | signal.SIGCHLD, 0, 0, 0, 0)
-        if pid == 0:
-            try:
-                _spare_main(self.spare_key, child_end.fileno())
-            finally:
-                os._exit(_SETUP_FAILED)
+        try:
+            _send_fds(self.template[1], b"spare", [child_end.fileno()])
+            pid = struct.unpack("q", self.template[1].recv(8))[0]
+        except (OSError, struct.error):
+            pid = -1
         child_end.close()
         if pid < 0:
             parent_end.close()
@@ -2108,7 +2186,7 @@ class _HelperServer:
     def on_request(self):
         payload, fds = _recv_fds(self.control)
         if not payload:      # the caller is gone: so are its containers
-            for pid in list(self.by_pid) + ([self.spare[0]] if self.spare else []):
+            for pid in list(self.by_pid) + [self.template[0]] + ([self.spare[0]] if self.spare else []):
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         try:
@@ -2124,10 +2202,15 @@ class _HelperServer:
                 self.spare = None
                 try:
                     _send_fds(sock, payload, fds)
+                    # Its worker closes the socket once set up: the next
+                    # spare is made then, not while the two would contend
+                    # for the kernel's mount and namespace locks.
+                    self.setting_up[sock.fileno()] = sock
+                    self.poller.register(sock, select.POLLIN)
                 except OSError:
                     os.kill(pid, signal.SIGKILL)
+                    sock.close()
                     pid = None
-                sock.close()
             if pid is None:
                 try:
                     cfg, taken, _ = _decode_request(payload, fds)
@@ -2143,6 +2226,12 @@ class _HelperServer:
         _close_all(fd for fd in fds if fd != chan)
         self.running[chan], self.by_pid[pid] = pid, chan
         self.poller.register(chan, select.POLLIN)
+        if not self.setting_up:
+            self.make_spare()
+
+    def on_set_up(self, fd):
+        self.poller.unregister(fd)
+        self.setting_up.pop(fd).close()
         self.make_spare()
 
     def on_children(self):
@@ -2157,6 +2246,8 @@ class _HelperServer:
                 return
             if pid == 0:
                 return
+            if pid == self.template[0]:
+                self.spares_work = False
             if self.spare is not None and pid == self.spare[0]:
                 # A shell that dies unused will not work next time either:
                 # clone per request from now on (and report why there).
@@ -2182,6 +2273,28 @@ class _HelperServer:
         if message == ("kill", signal.SIGKILL):
             self.poller.unregister(fd)   # nothing more to read; the exit follows
             self.running[fd] = None
+
+
+def _template_main(sock_fd, key):
+    """The template's loop: for each socket received, clone a spare with
+    CLONE_PARENT (so the helper is its parent) and answer with its pid."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="template: parent-death signal")
+    sock = socket.socket(fileno=sock_fd)
+    while True:
+        payload, fds = _recv_fds(sock, 64)
+        if not payload:
+            os._exit(0)
+        pid = _libc.syscall(SYS_clone, _clone_flags(0, None) | CLONE_PARENT | signal.SIGCHLD,
+                            0, 0, 0, 0)
+        if pid == 0:
+            try:
+                _spare_main(key, fds[0])
+            finally:
+                os._exit(_SETUP_FAILED)
+        _close_all(fds)
+        sock.send(struct.pack("q", pid if pid > 0 else -1))
 
 
 def _helper_main(control_fd):

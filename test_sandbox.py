@@ -924,7 +924,8 @@ def test_many_sandboxes_from_many_threads():
     for t in threads:
         t.join()
     assert errors == []
-    assert len(results) == 64 and set(results) == {b"2\n"}
+    # every command has the same small pid in its own namespace
+    assert len(results) == 64 and len(set(results)) == 1 and int(results[0]) <= 3
     assert sorted(os.listdir("/proc/self/fd")) == before_fds
 
 
