@@ -1606,6 +1606,8 @@ def default_ops():
 LINGER_SECONDS = 5.0
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SETUP_FAILED = 125
+# The seccomp options of a container with no flags: what spares are made for.
+_DEFAULT_SECCOMP = 0x1E
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _INIT_SIGNALS = {signal.SIGCHLD} | set(_FORWARDED_SIGNALS)
 # Python and the helper ignore some signals; the command starts with none ignored.
@@ -1711,19 +1713,27 @@ def _drop_bounding_set(last_cap):
             _prctl(PR_CAPBSET_DROP, cap, what="dropping capability %d" % cap)
 
 
-def _drop_privileges(cfg):
+def _confine(filter_program):
+    """no_new_privs and the seccomp filter.  PID 1 does this as soon as its
+    worker is forked (it makes no more mounts), before the configuration
+    arrives when it is a spare: the filter is part of the shell's key."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
+    _load_filter(filter_program)
+
+
+def _drop_capabilities(privileged):
+    """Clear the ambient set, drop the last of the bounding set and empty
+    the permitted and effective sets (CAP_SYS_ADMIN stays when privileged)."""
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clearing ambient capabilities")
-    if not cfg["privileged"]:
+    if not privileged:
         _prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, what="dropping CAP_SYS_ADMIN")
-    keep = (1 << CAP_SYS_ADMIN) if cfg["privileged"] else 0
+    keep = (1 << CAP_SYS_ADMIN) if privileged else 0
     # struct __user_cap_header_struct + two __user_cap_data_struct
     header = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0))
     data = ctypes.create_string_buffer(struct.pack("6I", keep, keep, keep, 0, 0, 0))
     _check(_libc.syscall(SYS_capset, header, data), "capset")
-    if cfg["privileged"]:
+    if privileged:
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, what="raising CAP_SYS_ADMIN")
-    _load_filter(cfg["filter"])
 
 
 def _spawn_command(cfg, chan, stdio, extras):
@@ -1767,12 +1777,12 @@ def _spawn_command(cfg, chan, stdio, extras):
 def _shell_key(cfg, cgroup):
     """What the first half of init's setup depends on."""
     return (cfg["uid"], cfg["gid"], cfg["host_uid"], cfg["host_gid"],
-            cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None))
+            cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None), cfg["seccomp"])
 
 
 def _init_shell(key, keep, cgroup):
     """The first half of init's setup (see above)."""
-    uid, gid, host_uid, host_gid, flags, _ = key
+    uid, gid, host_uid, host_gid, flags, _, _ = key
     signal.set_wakeup_fd(-1)
     signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     for sig in _INIT_SIGNALS:
@@ -1802,7 +1812,7 @@ def _init_shell(key, keep, cgroup):
             _fail("loopback: bringing lo up", err.errno)
 
 
-_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "filter")
+_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
@@ -1837,13 +1847,14 @@ def _report_setup_failure(chan, err):
     os._exit(_SETUP_FAILED)
 
 
-def _init_serve(worker, from_worker):
+def _init_serve(worker, from_worker, filter_program):
     """PID 1 while the worker sets up and after: take what the worker sends
     (nothing if setup failed: its status is the result), drop privileges,
     start the command, reap until everything has exited, report and leave;
     never returns."""
     chan = None
     try:
+        _confine(filter_program)
         message, fds = _recv_fds(from_worker, 65536)
         from_worker.close()
         if not message:
@@ -1853,7 +1864,7 @@ def _init_serve(worker, from_worker):
             chan, fds = fds[0], fds[1:]
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
             try:
-                _drop_privileges(spawn)
+                _drop_capabilities(spawn["privileged"])
                 _send(chan, "ready")
             except BaseException as err:
                 _report_setup_failure(chan, err)
@@ -1893,10 +1904,10 @@ def _container_init(cfg, chan, stdio, extras, cgroup):
     if worker == 0:
         _set_up(cfg, chan, stdio, extras, link)
     os.close(chan)
-    _init_serve(worker, link)
+    _init_serve(worker, link, cfg["filter"])
 
 
-def _spare_main(key, sock):
+def _spare_main(key, sock, filter_program):
     """Body of a spare: the shell for `key` and a forked worker that waits
     for a request from the helper and carries on as that container's
     worker; never returns."""
@@ -1915,7 +1926,7 @@ def _spare_main(key, sock):
         os.close(sock)
     except BaseException:
         os._exit(_SETUP_FAILED)
-    _init_serve(worker, link)
+    _init_serve(worker, link, filter_program)
 
 
 def _wait_status(status):
@@ -2046,7 +2057,7 @@ def _recv_fds(sock, size=65536):
 # A request is a header (the shell key, so the helper can pick a spare
 # without decoding the rest) and marshal'd (cfg, slots), inline or, when
 # large (place data), in a memfd sent as the first fd.
-_REQUEST_HEADER = struct.Struct("<c6q")
+_REQUEST_HEADER = struct.Struct("<c7q")
 
 
 def _encode_request(cfg, slots, cgroup):
@@ -2106,7 +2117,8 @@ class _HelperServer:
         self.spares_work = True
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
-                          os.geteuid(), os.getegid(), 0, 0)
+                          os.geteuid(), os.getegid(), 0, 0, _DEFAULT_SECCOMP)
+        self.spare_filter = _compiled_filter(_DEFAULT_SECCOMP, HOST_ARCH, None)
 
     def serve(self):
         gc.disable()
@@ -2153,7 +2165,7 @@ class _HelperServer:
         if pid == 0:
             try:
                 _close_fds_except([theirs.fileno()])
-                _template_main(theirs.fileno(), self.spare_key)
+                _template_main(theirs.fileno(), self.spare_key, self.spare_filter)
             finally:
                 os._exit(1)
         theirs.close()
@@ -2275,7 +2287,7 @@ class _HelperServer:
             self.running[fd] = None
 
 
-def _template_main(sock_fd, key):
+def _template_main(sock_fd, key, filter_program):
     """The template's loop: for each socket received, clone a spare with
     CLONE_PARENT (so the helper is its parent) and answer with its pid."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -2290,7 +2302,7 @@ def _template_main(sock_fd, key):
                             0, 0, 0, 0)
         if pid == 0:
             try:
-                _spare_main(key, fds[0])
+                _spare_main(key, fds[0], filter_program)
             finally:
                 os._exit(_SETUP_FAILED)
         _close_all(fds)
@@ -2587,6 +2599,7 @@ class Container:
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
             "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
+            "seccomp": int(self.effective_seccomp()),
             "filter": _compiled_filter(int(self.effective_seccomp()), HOST_ARCH, None),
         }
 
