@@ -1746,6 +1746,8 @@ def _spawn_command(cfg, chan, stdio, extras):
             for fd in slots]
     actions = [(os.POSIX_SPAWN_CLOSE, i) if fd is None else (os.POSIX_SPAWN_DUP2, fd, i)
                for i, fd in enumerate(high)]
+    # Without a terminal, the command leads a process group of its own.
+    group = {} if cfg["flags"] & FAllowTTY else {"setpgroup": 0}
     what, status = "chdir %s" % _q(cfg["dir"]), _SETUP_FAILED
     try:
         os.chdir(cfg["dir"])
@@ -1760,7 +1762,7 @@ def _spawn_command(cfg, chan, stdio, extras):
         for candidate in candidates:
             try:
                 return os.posix_spawn(candidate, cfg["args"], env, file_actions=actions,
-                                      setsigmask=(), setsigdef=_RESET_SIGNALS)
+                                      setsigmask=(), setsigdef=_RESET_SIGNALS, **group)
             except OSError as error:
                 if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
                     err = error.errno
@@ -1812,7 +1814,7 @@ def _init_shell(key, keep, cgroup):
             _fail("loopback: bringing lo up", err.errno)
 
 
-_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged")
+_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
@@ -1870,8 +1872,11 @@ def _init_serve(worker, from_worker, filter_program):
                 _report_setup_failure(chan, err)
             command = _spawn_command(spawn, chan, stdio, fds)
             _close_all(stdio + fds)
-            status = _reap(command)
-    except BaseException:
+            # Signals go to the command's whole group, as a terminal sends them.
+            status = _reap(command, command if spawn["flags"] & FAllowTTY else -command)
+    except BaseException as err:
+        if chan is not None:
+            _send(chan, "error", "init: %s" % (err,), getattr(err, "errno", 0) or 0)
         os._exit(_SETUP_FAILED)
     if chan is not None:
         # Everything in the namespace has been reaped: the parent may know
@@ -1935,10 +1940,12 @@ def _wait_status(status):
     return os.WEXITSTATUS(status)
 
 
-def _reap(command):
-    """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command, reap
-    everything, and once the command has exited give the rest
-    LINGER_SECONDS, then kill and reap them.  Returns the command's status."""
+def _reap(command, forward_to=None):
+    """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command (or to
+    forward_to, a pid or -pgid), reap everything, and once the command has
+    exited give the rest LINGER_SECONDS, then kill and reap them.  Returns
+    the command's status."""
+    forward_to = command if forward_to is None else forward_to
     result, deadline = None, None
     while True:
         while True:
@@ -1967,7 +1974,7 @@ def _reap(command):
             info = signal.sigwaitinfo(_INIT_SIGNALS)
         if info is not None and info.si_signo != signal.SIGCHLD and result is None:
             try:
-                os.kill(command, info.si_signo)
+                os.kill(forward_to, info.si_signo)
             except OSError:
                 pass
 
@@ -1995,12 +2002,23 @@ def _clone_flags(flags, cgroup):
     return value
 
 
+def _clone(flags):
+    """clone() as fork() does it, with the init signals blocked across it:
+    the child must not run this process's Python signal handlers before it
+    has reset them, and what arrives meanwhile stays pending for it."""
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
+    pid = _libc.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+    return pid
+
+
 def _launch(cfg, chan, stdio, extras, cgroup):
     """Clone the container's init from this (single-threaded) process;
     returns its pid."""
     if SYS_clone is None:
         _fail("clone: unsupported architecture %s" % HOST_ARCH, errno.ENOSYS)
-    pid = _libc.syscall(SYS_clone, _clone_flags(cfg["flags"], cgroup) | signal.SIGCHLD, 0, 0, 0, 0)
+    pid = _clone(_clone_flags(cfg["flags"], cgroup))
     if pid == 0:
         try:
             _container_init(cfg, chan, stdio, extras, cgroup)
@@ -2298,8 +2316,7 @@ def _template_main(sock_fd, key, filter_program):
         payload, fds = _recv_fds(sock, 64)
         if not payload:
             os._exit(0)
-        pid = _libc.syscall(SYS_clone, _clone_flags(0, None) | CLONE_PARENT | signal.SIGCHLD,
-                            0, 0, 0, 0)
+        pid = _clone(_clone_flags(0, None) | CLONE_PARENT)
         if pid == 0:
             try:
                 _spare_main(key, fds[0], filter_program)
@@ -2711,6 +2728,8 @@ class Container:
             self.returncode = message[1]
         elif kind == "exec":
             self._exec_error = message
+        elif kind == "error":     # init failed after the command was set up
+            self._exec_error = ("exec", message[2] or errno.EIO, message[1])
         elif kind == "eof" and self._local:
             self._wait_local(remaining, timeout)
         elif kind == "eof":     # the helper died: so did the container
@@ -3218,8 +3237,12 @@ def _run_command_line(container, cl):
     if not cl.flags & FAllowTTY:
         forwarded.append(signal.SIGINT)   # with a terminal, Ctrl-C reaches the command itself
 
+    held = []     # signals that came before the container existed
+
     def forward(signum, frame):
-        if container.pid is not None and container.returncode is None:
+        if container.pid is None:
+            held.append(signum)
+        elif container.returncode is None:
             try:
                 os.kill(container.pid, signum)
             except OSError:
@@ -3231,6 +3254,8 @@ def _run_command_line(container, cl):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     container.start()
     container.serve()
+    for signum in held:
+        forward(signum, None)
     _status_line(cl.status_fds, **{"child-pid": container.pid})
     status = container.wait()
     _status_line(cl.status_fds, **{"exit-code": status})

@@ -9,15 +9,22 @@ checks) get unit tests too.
 
 import ctypes
 import errno
+import fcntl
+import json
 import os
 import pickle
+import pty
+import random
 import re
+import resource
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import textwrap
 import threading
 import time
@@ -1081,7 +1088,6 @@ def test_cli_status_json(cli):
     lines = os.read(read_end, 4096).decode().splitlines()
     os.close(read_end)
     assert cp.returncode == 3
-    import json
     first, last = json.loads(lines[0]), json.loads(lines[1])
     assert isinstance(first["child-pid"], int) and first["child-pid"] > 1
     assert last == {"exit-code": 3}
@@ -1124,8 +1130,6 @@ def test_cli_as_a_module():
 
 def test_cli_interactive_shell_with_job_control(cli):
     """--allow-tty with a real terminal: bash gets job control."""
-    import pty
-    import select as select_module
     master, slave = pty.openpty()
     command = [SYSTEM_PYTHON if cli.unprivileged and os.geteuid() == 0 else sys.executable]
     proc = subprocess.Popen(
@@ -1138,7 +1142,7 @@ def test_cli_interactive_shell_with_job_control(cli):
     output = b""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ready, _, _ = select_module.select([master], [], [], 1)
+        ready, _, _ = select.select([master], [], [], 1)
         if ready:
             try:
                 chunk = os.read(master, 4096)
@@ -1171,9 +1175,393 @@ def _remember_copy(world_readable_copy):
 
 def _controlling_tty(slave, drop):
     def preexec():
-        import fcntl
-        import termios
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
         if drop:
             _drop_to_nobody()
     return preexec
+
+
+# ---------------------------------------------------------------------------
+# Adversarial: escape attempts from inside the default sandbox, faults, and
+# a randomised run of operation lists.  Everything runs for real.
+# ---------------------------------------------------------------------------
+
+PROBE = r'''
+import ctypes, errno, json, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NR = json.loads(sys.argv[1])
+out = {"fds": sorted(int(p) for p in os.listdir("/proc/self/fd"))}
+
+def attempt(name, call):
+    try:
+        result = call()
+        out[name] = "ok" if result is None or result >= 0 else errno.errorcode[ctypes.get_errno()]
+    except OSError as err:
+        out[name] = errno.errorcode.get(err.errno, err.errno)
+
+def sys_(name, *args):
+    return lambda: libc.syscall(NR[name], *args)
+
+def write_file(path):
+    def call():
+        with open(path, "w") as f:
+            f.write("x")
+    return call
+
+attempt("write /usr", write_file("/usr/escape"))
+attempt("write /etc", write_file("/etc/escape"))
+attempt("remount /usr rw", lambda: libc.mount(None, b"/usr", None, 0x20 | 0x1000, None))
+attempt("mount tmpfs", lambda: libc.mount(b"x", b"/tmp", b"tmpfs", 0, None))
+attempt("umount /usr", lambda: libc.umount2(b"/usr", 2))
+attempt("unshare user", sys_("unshare", 0x10000000))
+attempt("unshare mount", sys_("unshare", 0x00020000))
+attempt("clone newuser", sys_("clone", 0x10000000 | 17, 0, 0, 0, 0))
+attempt("clone3", sys_("clone3", 0, 0))
+attempt("setns", sys_("setns", 0, 0))
+attempt("pivot_root", sys_("pivot_root", b"/tmp", b"/tmp"))
+attempt("chroot", sys_("chroot", b"/tmp"))
+attempt("ptrace attach 1", sys_("ptrace", 16, 1, 0, 0))
+attempt("perf_event_open", sys_("perf_event_open", 0, 0, -1, -1, 0))
+attempt("setuid 0", sys_("setuid", 0))
+attempt("setgid 0", sys_("setgid", 0))
+attempt("setgroups", sys_("setgroups", 0, 0))
+attempt("chown", sys_("chown", b"/tmp", 0, 0))
+attempt("init_module", sys_("init_module", 0, 0, b""))
+attempt("finit_module", sys_("finit_module", 0, b"", 0))
+attempt("delete_module", sys_("delete_module", b"x", 0))
+attempt("settimeofday", sys_("settimeofday", 0, 0))
+attempt("clock_settime", sys_("clock_settime", 0, 0))
+attempt("adjtimex", sys_("adjtimex", 0))
+attempt("keyctl", sys_("keyctl", 0, 0, 0, 0, 0))
+attempt("add_key", sys_("add_key", b"user", b"x", b"x", 1, 0))
+attempt("request_key", sys_("request_key", b"user", b"x", 0, 0))
+attempt("reboot", sys_("reboot", 0, 0, 0, 0))
+attempt("swapon", sys_("swapon", b"/tmp", 0))
+attempt("acct", sys_("acct", 0))
+attempt("syslog", sys_("syslog", 3, 0, 0))
+attempt("personality PER_BSD", sys_("personality", 6))
+attempt("personality query", sys_("personality", 0xFFFFFFFF))
+if "modify_ldt" in NR:
+    attempt("modify_ldt", sys_("modify_ldt", 0, 0, 0))
+def by_handle():
+    # a real handle for /usr, then open_by_handle_at: needs CAP_DAC_READ_SEARCH
+    handle = ctypes.create_string_buffer(8 + 128)
+    ctypes.c_uint.from_buffer(handle).value = 128
+    mount_id = ctypes.c_int()
+    if libc.syscall(303, -100, b"/usr", handle, ctypes.byref(mount_id), 0) < 0:
+        return -1
+    fd = os.open("/", os.O_RDONLY)
+    return libc.syscall(304, fd, handle, 0)
+if NR["clone"] == 56:
+    attempt("open_by_handle_at", by_handle)
+for family, name in ((17, "AF_PACKET"), (15, "AF_KEY"), (40, "AF_VSOCK"), (38, "AF_ALG"), (2, "AF_INET"), (1, "AF_UNIX"), (16, "AF_NETLINK")):
+    attempt("socket " + name, lambda family=family: socket.socket(family, socket.SOCK_DGRAM if family != 15 else socket.SOCK_RAW).close())
+master, slave = os.openpty()
+attempt("TIOCSTI", lambda: libc.ioctl(slave, 0x5412, ctypes.c_char_p(b"x")))
+attempt("TIOCLINUX", lambda: libc.ioctl(slave, 0x541C, ctypes.c_char_p(b"\x0b")))
+try:
+    out["proc/1/root"] = sorted(os.listdir("/proc/1/root"))
+except OSError as err:
+    out["proc/1/root"] = errno.errorcode[err.errno]
+out["proc/self/root"] = sorted(os.listdir("/proc/self/root"))
+os.chdir("/")
+out["dotdot"] = sorted(os.listdir("/../../.."))
+out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print(json.dumps(out))
+'''
+
+
+def run_probe(**kwargs):
+    numbers = dict(sandbox.SYSCALLS[sandbox.HOST_ARCH])
+    out = run_ok(["/usr/bin/python3", "-I", "-c", PROBE, json.dumps(numbers)], **kwargs)
+    return json.loads(out)
+
+
+def test_escape_attempts_fail(as_user):
+    def body():
+        result = run_probe()
+        for name in ("write /usr", "write /etc"):
+            assert result[name] == "EROFS", (name, result[name])
+        for name in ("remount /usr rw", "mount tmpfs", "umount /usr", "unshare user", "unshare mount",
+                     "clone newuser", "setns", "pivot_root", "chroot", "ptrace attach 1",
+                     "perf_event_open", "setuid 0", "setgid 0", "setgroups", "chown",
+                     "init_module", "finit_module", "delete_module", "settimeofday",
+                     "clock_settime", "adjtimex", "keyctl", "add_key", "request_key", "reboot",
+                     "swapon", "acct", "syslog", "personality PER_BSD", "personality query",
+                     "TIOCSTI", "TIOCLINUX"):
+            assert result[name] == "EPERM", (name, result[name])
+        if "modify_ldt" in result:
+            assert result["modify_ldt"] == "EPERM"
+        assert result["clone3"] == "ENOSYS"
+        if sandbox.HOST_ARCH == "x86_64":
+            assert result["open_by_handle_at"] == "EPERM"
+        for family in ("AF_PACKET", "AF_KEY", "AF_VSOCK", "AF_ALG"):
+            assert result["socket " + family] == "EAFNOSUPPORT", (family, result)
+        for family in ("AF_INET", "AF_UNIX", "AF_NETLINK"):
+            assert result["socket " + family] == "ok", (family, result)
+        root = sorted(["bin", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"])
+        assert {tuple(result[k]) for k in ("proc/self/root", "dotdot")} == {tuple(root)}
+        assert result["proc/1/root"] in ("EACCES", root)    # init is not dumpable
+        assert result["pids"][0] == 1 and max(result["pids"]) < 10
+        assert result["fds"] == [0, 1, 2, 3], result["fds"]     # 3: listdir's own
+    as_user(body)
+
+
+def test_a_directory_fd_passed_in_is_the_only_way_out(as_user):
+    """What the caller passes is reachable; nothing else of the caller is."""
+    def body():
+        host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            listing = run_ok(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir])
+        finally:
+            os.close(host_dir)
+        assert "root" in listing.split() or "home" in listing.split()
+        assert run_ok(["/bin/ls", "/proc/self/fd"]).split() == ["0", "1", "2", "3"]
+    as_user(body)
+
+
+def test_no_way_to_the_host_network(as_user):
+    def body():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        abstract = socket.socket(socket.AF_UNIX)
+        name = "\0sandbox-test-%d-%d" % (os.getpid(), port)
+        abstract.bind(name)
+        abstract.listen(1)
+        script = ("import socket\n"
+                  "for family, address in ((socket.AF_INET, ('127.0.0.1', %d)), (socket.AF_UNIX, %r)):\n"
+                  "    s = socket.socket(family)\n"
+                  "    try:\n"
+                  "        s.connect(address); print('connected')\n"
+                  "    except OSError as e:\n"
+                  "        print(e.errno)\n" % (port, name))
+        try:
+            out = run_ok(["/usr/bin/python3", "-I", "-c", script])
+            assert out.split() == [str(errno.ECONNREFUSED)] * 2, out
+            shared = run_ok(["/usr/bin/python3", "-I", "-c", script], flags=sandbox.FAllowNet)
+            assert shared.split() == ["connected", "connected"], shared
+        finally:
+            listener.close()
+            abstract.close()
+    as_user(body)
+
+
+def test_32_bit_syscalls_kill_the_process(as_user):
+    if sandbox.HOST_ARCH != "x86_64":
+        pytest.skip("int 0x80 is an x86 instruction")
+    script = (
+        "import ctypes, mmap\n"
+        "code = bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])   # mov eax, 20 (getpid); int 0x80; ret\n"
+        "m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+        "m.write(code)\n"
+        "address = ctypes.addressof(ctypes.c_char.from_buffer(m))\n"
+        "print('calling', flush=True)\n"
+        "ctypes.CFUNCTYPE(ctypes.c_int)(address)()\n"
+        "print('survived')\n")
+
+    def body():
+        cp = sandbox.run(["/usr/bin/python3", "-I", "-c", script], capture_output=True, env=ENV)
+        assert cp.returncode == 128 + signal.SIGSYS, cp
+        assert cp.stdout == b"calling\n"
+        cp = sandbox.run(["/usr/bin/python3", "-I", "-c", script], capture_output=True, env=ENV,
+                         seccomp=sandbox.FlagMultiarch)
+        assert cp.returncode == 0 and cp.stdout.endswith(b"survived\n"), cp
+    as_user(body)
+
+
+def test_size_limited_tmpfs_fills_inside_only(as_user):
+    def body():
+        ops = sandbox.default_ops().tmpfs("/small", 1 << 20, 0o755)
+        out = sh("dd if=/dev/zero of=/small/fill bs=64k count=64 2>&1; echo status=$?", ops=ops)
+        assert "No space left on device" in out and "status=1" in out
+    as_user(body)
+
+
+def test_nothing_outlives_the_sandbox_or_a_killed_caller(as_user):
+    def body():
+        marker = "outlive-%d-%d" % (os.getpid(), time.monotonic_ns())
+        script = textwrap.dedent("""\
+            import os, sys, time
+            sys.path.insert(0, %r)
+            import sandbox
+            c = sandbox.Container("/bin/sh", "-c", "sleep 60; : %s", ops=sandbox.default_ops())
+            c.env = {"PATH": "/usr/bin:/bin"}
+            c.start(); c.serve()
+            print(c.pid, flush=True)
+            time.sleep(60)
+            """ % (os.path.dirname(sandbox.__file__), marker))
+        proc = subprocess.Popen([sys.executable if os.geteuid() == 0 or not os.path.exists(SYSTEM_PYTHON) else SYSTEM_PYTHON,
+                                 "-c", script], stdout=subprocess.PIPE)
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), line
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout
+        proc.kill()                         # SIGKILL: no cleanup code runs in the caller
+        proc.wait()
+        proc.stdout.close()
+        for _ in range(250):
+            if not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("the sandbox outlived its killed caller")
+    if os.geteuid() == 0:
+        body()
+    as_user(body) if os.geteuid() != 0 else _run_forked(body, drop=False)
+
+
+def test_data_written_to_a_writable_bind_is_complete(as_user):
+    def body():
+        directory = tempfile.mkdtemp(prefix="sandbox-write-")
+        try:
+            ops = sandbox.default_ops().bind(directory, "/out", sandbox.BindWritable)
+            cp = sandbox.run(["/bin/sh", "-c", "head -c 3000000 /dev/zero > /out/data; kill -KILL $$"],
+                             ops=ops, env=ENV)
+            assert cp.returncode == 128 + 9
+            assert os.path.getsize(os.path.join(directory, "data")) == 3000000
+        finally:
+            subprocess.run(["rm", "-rf", directory])
+    as_user(body)
+
+
+def test_a_dangling_symlink_source_is_refused(as_user):
+    def body():
+        directory = tempfile.mkdtemp(prefix="sandbox-dangle-")
+        link = os.path.join(directory, "dangling")
+        os.symlink(os.path.join(directory, "missing"), link)
+        try:
+            with pytest.raises(sandbox.SandboxError, match="No such file") as info:
+                sandbox.run(["/bin/true"], ops=sandbox.default_ops().bind(link, "/x"))
+            assert info.value.errno == errno.ENOENT
+            cp = sandbox.run(["/bin/true"], ops=sandbox.default_ops().bind(link, "/x", sandbox.BindOptional))
+            assert cp.returncode == 0
+        finally:
+            subprocess.run(["rm", "-rf", directory])
+    as_user(body)
+
+
+def test_user_namespaces_unavailable():
+    """max_user_namespaces = 0 in a user namespace of the test's own: a
+    clear SandboxError, nothing left behind."""
+    def body():
+        uid, gid = os.geteuid(), os.getegid()
+        sandbox._prctl(sandbox.PR_SET_DUMPABLE, 1)     # setresuid cleared it
+        assert libc.unshare(0x10000000) == 0, ctypes.get_errno()
+        for path, data in (("/proc/self/uid_map", "0 %d 1" % uid), ("/proc/self/setgroups", "deny"),
+                           ("/proc/self/gid_map", "0 %d 1" % gid)):
+            with open(path, "w") as f:
+                f.write(data)
+        with open("/proc/sys/user/max_user_namespaces", "w") as f:
+            f.write("0")
+        with pytest.raises(sandbox.SandboxError, match="user namespaces") as info:
+            sandbox.run(["/bin/true"])
+        assert info.value.errno in (errno.ENOSPC, errno.EPERM, errno.EUSERS)
+    _run_forked(body, drop=os.geteuid() == 0)
+
+
+def test_the_callers_stdout_closed(cli):
+    command = ["sh", "-c", 'exec 1>&-; exec "$@"', "sh"]
+    cp = subprocess.run(command + ([SYSTEM_PYTHON, cli_copy_path()] if cli.unprivileged and os.geteuid() == 0
+                                   else [sys.executable, SANDBOX_PY]) + ["--", "sh", "-c", "echo lost; echo kept >&2"],
+                        stderr=subprocess.PIPE, timeout=60, cwd="/",
+                        preexec_fn=_drop_ids if cli.unprivileged and os.geteuid() == 0 else None)
+    assert b"Traceback" not in cp.stderr
+    assert b"kept" in cp.stderr
+    assert cp.returncode in (0, 1, 2)
+
+
+def test_signals_to_the_caller_during_setup_leave_nothing(cli):
+    marker = "sigsetup-%d-%d" % (os.getpid(), time.monotonic_ns())
+    drop = cli.unprivileged and os.geteuid() == 0
+    command = [SYSTEM_PYTHON, cli_copy_path()] if drop else [sys.executable, SANDBOX_PY]
+    for delay in (0.0, 0.001, 0.003, 0.006, 0.02):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            proc = subprocess.Popen(command + ["-v", "--", "sh", "-c", "sleep 30; : " + marker],
+                                    stderr=subprocess.PIPE, cwd="/",
+                                    preexec_fn=_drop_ids if drop else None)
+            first = proc.stderr.readline()       # -v: printed just before setup starts
+            assert first.startswith(b"sandbox: argv"), first
+            time.sleep(delay)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+            assert b"Traceback" not in err, err
+            assert proc.returncode != 0
+    for _ in range(250):
+        if not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("a sandbox survived a signal to its caller")
+
+
+def test_low_fd_limit(as_user):
+    def body():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (24, 24))
+        try:
+            cp = sandbox.run(["/bin/echo", "fine"], capture_output=True)
+            assert cp.stdout == b"fine\n"
+        except sandbox.SandboxError as err:
+            assert err.errno in (errno.EMFILE, errno.ENFILE), err
+    _run_forked(body, drop=False) if os.geteuid() != 0 else as_user(lambda: _run_forked(body, drop=False))
+
+
+def _random_ops(rng, scratch):
+    """A random operation list: mostly sensible, some broken on purpose."""
+    ops = sandbox.default_ops() if rng.random() < 0.8 else sandbox.Ops()
+    paths = ["/a", "/a/b", "/tmp/x", "/usr/lib", "/etc/passwd", "/dev/null", "/proc", "/x/../y",
+             "relative", "", "/tmp/" + "n" * 300, "/with space", "/new\nline", "/a/./b//c"]
+    sources = [scratch, "/usr", "/etc/hostname", "/nonexistent", "/dev/null", scratch + "/file",
+               "relative", "/proc/self", scratch + "/link"]
+    for _ in range(rng.randint(0, 6)):
+        kind = rng.choice(["bind", "tmpfs", "mkdir", "link", "place", "proc", "dev", "mqueue"])
+        dest = rng.choice(paths)
+        if kind == "bind":
+            ops.bind(rng.choice(sources), dest, rng.choice([0, 1, 2, 3, 4, 7, 9]))
+        elif kind == "tmpfs":
+            ops.tmpfs(dest, rng.choice([0, 4096, 1 << 20, -1, 1 << 62]), rng.choice([0o755, 0o1777, 0o70000]))
+        elif kind == "mkdir":
+            ops.mkdir(dest, rng.choice([0o755, 0o700, -5]))
+        elif kind == "link":
+            ops.link(rng.choice(["/usr", "*/bin", "../..", scratch, "", "x"]), dest)
+        elif kind == "place":
+            ops.place(dest, rng.choice([b"data", b"", "text", None, bytearray(b"x" * 70000)]))
+        else:
+            getattr(ops, kind)(dest)
+    return ops
+
+
+def test_randomised_operation_lists_run_or_fail_cleanly():
+    scratch = tempfile.mkdtemp(prefix="sandbox-random-")
+    os.chmod(scratch, 0o755)
+    with open(os.path.join(scratch, "file"), "w") as f:
+        f.write("content")
+    os.symlink("/etc", os.path.join(scratch, "link"))
+    before = sorted(os.listdir(scratch))
+    argvs = [["/bin/true"], ["/bin/sh", "-c", "ls / >/dev/null"], ["nope"], ["/etc"], [""],
+             ["/bin/echo", "\u00e9\u00e8"], ["/bin/sh", "-c", "exit 3"]]
+    deadline = time.monotonic() + 90
+    outcomes = {"ran": 0, "refused": 0}
+    try:
+        for seed in range(80):
+            if time.monotonic() > deadline:
+                break
+            rng = random.Random(seed)
+            ops = _random_ops(rng, scratch)
+            argv = rng.choice(argvs)
+            try:
+                cp = sandbox.run(argv, ops=ops, env=ENV, capture_output=True, timeout=20,
+                                 uid=rng.choice([0, 1000, -1]))
+                assert isinstance(cp.returncode, int)
+                outcomes["ran"] += 1
+            except sandbox.SandboxError as err:
+                assert str(err) and "\n" not in str(err).strip("\n"), repr(str(err))
+                outcomes["refused"] += 1
+        assert outcomes["ran"] > 5 and outcomes["refused"] > 5, outcomes
+        # nothing written outside writable binds of the scratch directory
+        leftovers = set(os.listdir(scratch)) - set(before)
+        assert all(name in ("a", "b", "x", "y", "new\nline", "with space") or name.startswith("n")
+                   for name in leftovers), leftovers
+    finally:
+        subprocess.run(["rm", "-rf", scratch])
