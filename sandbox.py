@@ -2534,6 +2534,7 @@ class Container:
         self._reaped = False
         self._stage = "new"
         self._exec_error = None
+        self._late_error = None
 
     def effective_seccomp(self):
         opts = _check_syscall_opts(int(self.seccomp))
@@ -2729,7 +2730,7 @@ class Container:
         elif kind == "exec":
             self._exec_error = message
         elif kind == "error":     # init failed after the command was set up
-            self._exec_error = ("exec", message[2] or errno.EIO, message[1])
+            self._late_error = SandboxError(message[1], message[2])
         elif kind == "eof" and self._local:
             self._wait_local(remaining, timeout)
         elif kind == "eof":     # the helper died: so did the container
@@ -2747,6 +2748,8 @@ class Container:
             error = SandboxError("%s: %s" % (what, os.strerror(err)), err)
             error.exit_status = self.returncode
             raise error
+        if self._late_error is not None:
+            raise self._late_error
         return self.returncode
 
     def _wait_local(self, remaining, timeout):
