@@ -162,6 +162,7 @@ def _prctl(option, arg2=0, arg3=0, what="prctl"):
 
 
 def _mount(source, target, fstype, flags, data, what):
+    _forget_under(target)
     _check(_libc.mount(source and os.fsencode(source), os.fsencode(target),
                        fstype and fstype.encode(), flags,
                        data and data.encode()), what)
@@ -1159,6 +1160,18 @@ def _check_abs(path, what):
     return path
 
 
+# Paths under the new root known to be directories, not symlinks: resolving
+# skips them.  Operations only add to the tree, and a mount forgets what lies
+# under its target.
+_known_dirs = set()
+
+
+def _forget_under(target):
+    prefix = target.rstrip("/") + "/"
+    for path in [p for p in _known_dirs if p.startswith(prefix)]:
+        _known_dirs.discard(path)
+
+
 def _resolve_in_root(root, path, follow_last=True):
     """Where `path` leads when `root` is /: symlinks on the way are followed
     with `root` as /, and `..` stops at it.  Returns root + the resolved path;
@@ -1172,7 +1185,14 @@ def _resolve_in_root(root, path, follow_last=True):
                 resolved.pop()
             continue
         candidate = root + "/" + "/".join(resolved + [part])
-        if (parts or follow_last) and os.path.islink(candidate):
+        if candidate in _known_dirs:
+            resolved.append(part)
+            continue
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:
+            mode = 0
+        if (parts or follow_last) and stat.S_ISLNK(mode):
             hops += 1
             if hops > 40:
                 raise SandboxError("%s: too many symlinks" % path, errno.ELOOP)
@@ -1181,6 +1201,8 @@ def _resolve_in_root(root, path, follow_last=True):
                 resolved = []
             parts = [p for p in target.split("/") if p and p != "."] + parts
             continue
+        if stat.S_ISDIR(mode):
+            _known_dirs.add(candidate)
         resolved.append(part)
     return root + "/" + "/".join(resolved)
 
@@ -1188,11 +1210,12 @@ def _resolve_in_root(root, path, follow_last=True):
 def _make_dirs(path, mode):
     """mkdir -p with `mode` for what it creates (umask is 0 during setup)."""
     missing = []
-    while not os.path.isdir(path):
+    while path not in _known_dirs and not os.path.isdir(path):
         missing.append(path)
         path = os.path.dirname(path)
     for directory in reversed(missing):
         os.mkdir(directory, mode)
+        _known_dirs.add(directory)
 
 
 def _touch(path, mode):
@@ -1338,7 +1361,7 @@ class Proc(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        _mkdirs_or_fail(target, state.parent_perm, self)
         _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
 
@@ -1351,7 +1374,7 @@ class Mqueue(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        _mkdirs_or_fail(target, state.parent_perm, self)
         _mount("mqueue", target, "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
 
@@ -1374,7 +1397,7 @@ class Tmpfs(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, str(self))
+        _mkdirs_or_fail(target, state.parent_perm, self)
         data = "mode=%o" % self.perm + (",size=%d" % self.size if self.size else "")
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data, str(self))
 
@@ -1444,7 +1467,7 @@ class Link(Op):
 
     def apply(self, state):
         linkname = _resolve_in_root(_SYSROOT, self.linkname, follow_last=False)
-        _mkdirs_or_fail(os.path.dirname(linkname), state.parent_perm, str(self))
+        _mkdirs_or_fail(os.path.dirname(linkname), state.parent_perm, self)
         try:
             os.symlink(self._target, linkname)
         except OSError as err:
@@ -1468,7 +1491,7 @@ class Mkdir(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(os.path.dirname(target), state.parent_perm, str(self))
+        _mkdirs_or_fail(os.path.dirname(target), state.parent_perm, self)
         try:
             os.mkdir(target, self.perm)
         except FileExistsError:
@@ -1520,10 +1543,11 @@ class Place(Op):
 
 
 def _mkdirs_or_fail(path, perm, what):
+    """_make_dirs; `what` (an op or a string) is formatted only on failure."""
     try:
         _make_dirs(path, perm)
     except OSError as err:
-        _fail("%s: creating %r" % (what, path), err.errno)
+        _fail("%s: creating %s" % (what, _q(path)), err.errno)
 
 
 _OP_TYPES = {cls.__name__: cls for cls in (Bind, Proc, Dev, Mqueue, Tmpfs, Link, Mkdir, Place)}
