@@ -256,8 +256,9 @@ def bench_concurrency():
     for t in threads:
         t.join()
     took = time.perf_counter() - start
+    after_fds = open_fds()
     with open("/proc/self/mountinfo") as f:
-        changed = [name for name, same in (("fds", open_fds() == fds),
+        changed = [name for name, same in (("fds %s -> %s" % (fds, after_fds), after_fds == fds),
                                            ("mounts", f.read() == mounts),
                                            ("children", direct_children() == children)) if not same]
     row("threads", "64 sandboxes from 8 threads", "%.0f ms, %d failed" % (took * 1000, len(failures)),
