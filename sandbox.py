@@ -142,6 +142,20 @@ def _host_arch():
 
 HOST_ARCH = _host_arch()
 
+_proc_values = {}
+
+
+def _proc_int(path, fallback):
+    """An integer from /proc (overflow ids, cap_last_cap), read once."""
+    if path not in _proc_values:
+        try:
+            with open(path, "rb") as f:
+                _proc_values[path] = int(f.read())
+        except (OSError, ValueError):
+            _proc_values[path] = fallback
+    return _proc_values[path]
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
@@ -228,8 +242,19 @@ class SyscallOpts(enum.IntFlag):
     FlagBluetooth = 256
 
 
-globals().update(HardeningFlags.__members__)
-globals().update(SyscallOpts.__members__)
+FSyscallCompat = HardeningFlags.FSyscallCompat
+FAllowDevel = HardeningFlags.FAllowDevel
+FAllowUserns = HardeningFlags.FAllowUserns
+FAllowTTY = HardeningFlags.FAllowTTY
+FAllowNet = HardeningFlags.FAllowNet
+FlagExt = SyscallOpts.FlagExt
+FlagDenyNS = SyscallOpts.FlagDenyNS
+FlagDenyTTY = SyscallOpts.FlagDenyTTY
+FlagDenyDevel = SyscallOpts.FlagDenyDevel
+FlagMultiarch = SyscallOpts.FlagMultiarch
+FlagLinux32 = SyscallOpts.FlagLinux32
+FlagCan = SyscallOpts.FlagCan
+FlagBluetooth = SyscallOpts.FlagBluetooth
 _SYSCALL_OPTS_MASK = 0x1FF
 
 AUDIT_ARCH = {"x86_64": 0xC000003E, "i386": 0x40000003,
@@ -807,7 +832,7 @@ class _Codegen:
             ok, miss = miss, ok
         jump = {CMP_EQ: BPF_JEQ, CMP_GE: BPF_JGE, CMP_GT: BPF_JGT}[op]
         if bits == 64:
-            high, low = arg.value >> 32, arg.value & _WORD
+            high = arg.value >> 32
             low_half = asm.label()
             asm.load(_arg_offset(arg.index, True))
             if op == CMP_EQ:
@@ -1694,23 +1719,24 @@ def _enter_intermediate_root():
     _proc = _HOST + "/proc"
 
 
-def _build_root(ops, state):
-    """The early pass, then each operation, then the host detached and
-    sysroot made the root."""
+def _each_op(ops, state, step):
+    """Run one pass (early or apply) over the operations; errors name the
+    operation and its index."""
     for index, op in enumerate(ops):
         state.index = index
         try:
-            op.early(state)
-        except SandboxError as err:
-            raise _at_op(err, index)
-    for index, op in enumerate(ops):
-        state.index = index
-        try:
-            op.apply(state)
+            getattr(op, step)(state)
         except SandboxError as err:
             raise _at_op(err, index)
         except OSError as err:
             raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
+
+
+def _build_root(ops, state):
+    """The early pass, then each operation, then the host detached and
+    sysroot made the root."""
+    _each_op(ops, state, "early")
+    _each_op(ops, state, "apply")
     _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
     _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
     os.chdir(_SYSROOT)
@@ -2456,17 +2482,6 @@ class _Helper:
 # ---------------------------------------------------------------------------
 
 _MAX_ID = 0xFFFFFFFE
-_proc_values = {}
-
-
-def _proc_int(path, fallback):
-    if path not in _proc_values:
-        try:
-            with open(path, "rb") as f:
-                _proc_values[path] = int(f.read())
-        except (OSError, ValueError):
-            _proc_values[path] = fallback
-    return _proc_values[path]
 
 
 def _current_umask():
