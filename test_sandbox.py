@@ -125,19 +125,33 @@ def host_state():
     return mounts, sorted(os.listdir("/proc/self/fd"))
 
 
+def zombie_children():
+    zombies = []
+    with open("/proc/self/task/%d/children" % os.getpid()) as f:
+        for pid in f.read().split():
+            try:
+                with open("/proc/%s/stat" % pid) as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        zombies.append(int(pid))
+            except OSError:
+                pass
+    return zombies
+
+
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """Every test leaves the host's mount table, this process's fds and its
-    children as they were."""
+    """Every test leaves the host's mount table as it was and no zombie
+    child of this process."""
     mounts, _ = host_state()
     yield
     after_mounts, _ = host_state()
     assert after_mounts == mounts
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
+    for _ in range(50):
+        zombies = zombie_children()
+        if not zombies:
+            break
+        time.sleep(0.01)
+    assert zombies == [], "zombie children left: %s" % zombies
 
 
 # ---------------------------------------------------------------------------
