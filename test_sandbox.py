@@ -120,9 +120,20 @@ def mountinfo_inside(ops, **kwargs):
 
 
 def host_state():
+    """The mount table and this process's fds (less the helper's socket,
+    which lives as long as the process once the first sandbox ran)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fds.append((int(name), os.readlink("/proc/self/fd/" + name)))
+        except OSError:
+            pass          # the directory listing itself
+    helper = sandbox._Helper._current
+    if helper is not None and helper.pid_owner == os.getpid():
+        fds = [fd for fd in fds if fd[0] != helper.sock.fileno()]
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
-    return mounts, sorted(os.listdir("/proc/self/fd"))
+    return mounts, sorted(fds)
 
 
 def zombie_children():
@@ -140,12 +151,13 @@ def zombie_children():
 
 @pytest.fixture(autouse=True)
 def nothing_left_behind():
-    """Every test leaves the host's mount table as it was and no zombie
-    child of this process."""
-    mounts, _ = host_state()
+    """Every test leaves the host's mount table and this process's fds as
+    they were, and no zombie child."""
+    mounts, fds = host_state()
     yield
-    after_mounts, _ = host_state()
+    after_mounts, after_fds = host_state()
     assert after_mounts == mounts
+    assert after_fds == fds
     for _ in range(50):
         zombies = zombie_children()
         if not zombies:
