@@ -2381,8 +2381,12 @@ def _helper_main(control_fd):
     _HelperServer(control_fd).serve()
 
 
-_HELPER_BOOT = ("import sys;sys.path.insert(0,sys.argv[1]);"
-                "__import__(sys.argv[2])._helper_main(int(sys.argv[3]))")
+# The helper loads this very file by path: nothing on sys.path (a module
+# beside it that shadows the standard library, another "sandbox") is used.
+_HELPER_BOOT = ("import sys,importlib.util as u;"
+                "s=u.spec_from_file_location('sandbox_helper',sys.argv[1]);"
+                "m=u.module_from_spec(s);sys.modules[s.name]=m;s.loader.exec_module(m);"
+                "m._helper_main(int(sys.argv[2]))")
 
 
 class _Helper:
@@ -2409,10 +2413,9 @@ class _Helper:
         executable = sys.executable
         if not path or not path.endswith(".py") or not executable or not os.access(executable, os.X_OK):
             return False
-        directory, name = os.path.split(os.path.abspath(path))
         try:
             self.process = subprocess.Popen(
-                [executable, "-I", "-S", "-c", _HELPER_BOOT, directory, name[:-3],
+                [executable, "-I", "-S", "-c", _HELPER_BOOT, os.path.abspath(path),
                  str(child_end.fileno())],
                 pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, cwd="/")

@@ -1574,3 +1574,24 @@ def test_randomised_operation_lists_run_or_fail_cleanly():
                    for name in leftovers), leftovers
     finally:
         subprocess.run(["rm", "-rf", scratch])
+
+
+def test_helper_ignores_modules_beside_the_vendored_file():
+    """A vendored copy next to a module that shadows the standard library
+    (here select.py) still starts its helper from the standard library."""
+    directory = tempfile.mkdtemp(prefix="sandbox-vendored-")
+    try:
+        with open(SANDBOX_PY, "rb") as src, open(os.path.join(directory, "sandbox.py"), "wb") as dst:
+            dst.write(src.read())
+        with open(os.path.join(directory, "select.py"), "w") as f:
+            f.write("raise ImportError('the shadowing select.py was imported')\n")
+        script = ("import sys; sys.path.append(%r)\n"
+                  "import importlib.util as u\n"
+                  "s = u.spec_from_file_location('vendored', %r)\n"
+                  "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
+                  "print(m.run(['/bin/echo', 'ok'], capture_output=True).stdout.decode().strip())\n"
+                  "print(m._Helper._current.mode)\n" % (directory, os.path.join(directory, "sandbox.py")))
+        cp = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd="/")
+        assert cp.stdout.decode().split() == ["ok", "exec"], cp
+    finally:
+        subprocess.run(["rm", "-rf", directory])
