@@ -2408,8 +2408,7 @@ class _Helper:
             child_end.close()
 
     def _exec(self, child_end):
-        module = sys.modules[__name__]
-        path = getattr(module, "__file__", None)
+        path = globals().get("__file__")
         executable = sys.executable
         if not path or not path.endswith(".py") or not executable or not os.access(executable, os.X_OK):
             return False
