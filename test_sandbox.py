@@ -8,6 +8,7 @@ checks) get unit tests too.
 """
 
 import ctypes
+import hashlib
 import errno
 import fcntl
 import json
@@ -1595,3 +1596,15 @@ def test_helper_ignores_modules_beside_the_vendored_file():
         assert cp.stdout.decode().split() == ["ok", "exec"], cp
     finally:
         subprocess.run(["rm", "-rf", directory])
+
+
+def test_large_requests_travel_in_a_memfd(as_user):
+    def body():
+        data = bytes(range(256)) * 4096            # 1 MiB: too large to send inline
+        ops = sandbox.default_ops().place("/big", data)
+        out = sandbox.run(["/usr/bin/sha256sum", "/big"], ops=ops, capture_output=True).stdout
+
+        assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
+        long_env = {"V%d" % i: "x" * 100 for i in range(500)}
+        assert len(run_ok(["/usr/bin/env"], env=long_env).splitlines()) == 500
+    as_user(body)
