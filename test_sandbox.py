@@ -1603,7 +1603,6 @@ def test_large_requests_travel_in_a_memfd(as_user):
         data = bytes(range(256)) * 4096            # 1 MiB: too large to send inline
         ops = sandbox.default_ops().place("/big", data)
         out = sandbox.run(["/usr/bin/sha256sum", "/big"], ops=ops, capture_output=True).stdout
-
         assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
         long_env = {"V%d" % i: "x" * 100 for i in range(500)}
         assert len(run_ok(["/usr/bin/env"], env=long_env).splitlines()) == 500
