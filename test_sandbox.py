@@ -1282,6 +1282,15 @@ print(json.dumps(out))
 '''
 
 
+def assert_gone_soon(marker, message, seconds=5):
+    """No process whose command line holds marker, within a few seconds."""
+    deadline = time.monotonic() + seconds
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
+        if time.monotonic() > deadline:
+            pytest.fail(message)
+        time.sleep(0.02)
+
+
 def run_probe(**kwargs):
     numbers = dict(sandbox.SYSCALLS[sandbox.HOST_ARCH])
     out = run_ok(["/usr/bin/python3", "-I", "-c", PROBE, json.dumps(numbers)], **kwargs)
@@ -1411,12 +1420,7 @@ def test_nothing_outlives_the_sandbox_or_a_killed_caller(as_user):
         proc.kill()                         # SIGKILL: no cleanup code runs in the caller
         proc.wait()
         proc.stdout.close()
-        for _ in range(250):
-            if not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the sandbox outlived its killed caller")
+        assert_gone_soon(marker, "the sandbox outlived its killed caller")
     if os.geteuid() == 0:
         body()
     as_user(body) if os.geteuid() != 0 else _run_forked(body, drop=False)
@@ -1498,12 +1502,7 @@ def test_signals_to_the_caller_during_setup_leave_nothing(cli):
             _, err = proc.communicate(timeout=30)
             assert b"Traceback" not in err, err
             assert proc.returncode != 0
-    for _ in range(250):
-        if not subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout:
-            break
-        time.sleep(0.02)
-    else:
-        pytest.fail("a sandbox survived a signal to its caller")
+    assert_gone_soon(marker, "a sandbox survived a signal to its caller")
 
 
 def test_low_fd_limit(as_user):
