@@ -1638,18 +1638,22 @@ def default_ops():
 #
 # clone() with every namespace flag makes a child that is PID 1 of the new
 # PID namespace.  Its setup has two halves.  The shell depends only on the
-# ids it maps and on whether it keeps the terminal and the network: it maps
-# the ids, makes / rslave, mounts the intermediate root and pivots into it
-# (host under /host).  The rest follows the configuration: the operations,
-# the second pivot_root, dropping privileges, the seccomp filter, the
-# command, and reaping until it exits.  The helper keeps one shell ready
-# ahead of time (a "spare") so that most containers start from the second
-# half.  Init runs Python from memory only: after pivot_root nothing can be
-# imported, so everything it calls is imported at the top of this module.
-# Messages to the parent travel as marshal'd tuples over a SOCK_SEQPACKET
-# channel: ("error", message, errno) if setup fails; ("ready",) when the
-# command is about to start; ("exec", errno, what) if it could not be
-# executed; ("exit", status) once everything in the namespace is reaped.
+# ids it maps, on whether it keeps the terminal and the network, and on the
+# seccomp policy: it maps the ids, drops the bounding set, makes / rslave,
+# mounts the intermediate root and pivots into it (host under /host), and
+# brings lo up.  PID 1 then forks a worker for the file system (the
+# operations and the second pivot_root) and meanwhile sets no_new_privs and
+# loads the seccomp filter; when the worker hands over the command's fds
+# and exits, PID 1 drops its capabilities, spawns the command and reaps
+# until everything has exited.  Setup's Python work is done in the worker,
+# whose pages go when it exits, so an idle init stays small.  The helper
+# keeps one shell ready ahead of time (a "spare") so that most containers
+# start from the second half.  Init runs Python from memory only: after
+# pivot_root nothing can be imported, so everything it calls is imported at
+# the top of this module.  Messages to the parent travel as marshal'd tuples
+# over a SOCK_SEQPACKET channel: ("error", message, errno) if setup fails;
+# ("ready",) when the command is about to start; ("exec", errno, what) if it
+# could not be executed; ("exit", status) once everything is reaped.
 # ---------------------------------------------------------------------------
 
 LINGER_SECONDS = 5.0
