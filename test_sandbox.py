@@ -1487,12 +1487,14 @@ def test_the_callers_stdout_closed(cli):
 
 
 def test_signals_to_the_caller_during_setup_leave_nothing(cli):
-    marker = "sigsetup-%d-%d" % (os.getpid(), time.monotonic_ns())
+    # The command is sleep itself (its unique duration is the marker): a
+    # shell would be free to defer SIGINT until its child exits.
+    marker = "30.%09d" % (time.monotonic_ns() % 10**9)
     drop = cli.unprivileged and os.geteuid() == 0
     command = [SYSTEM_PYTHON, cli_copy_path()] if drop else [sys.executable, SANDBOX_PY]
     for delay in (0.0, 0.001, 0.003, 0.006, 0.02):
         for sig in (signal.SIGINT, signal.SIGTERM):
-            proc = subprocess.Popen(command + ["-v", "--", "sh", "-c", "sleep 30; : " + marker],
+            proc = subprocess.Popen(command + ["-v", "--", "/bin/sleep", marker],
                                     stderr=subprocess.PIPE, cwd="/",
                                     preexec_fn=_drop_ids if drop else None)
             first = proc.stderr.readline()       # -v: printed just before setup starts
