@@ -1868,7 +1868,7 @@ def _init_shell(key, keep, cgroup):
             _fail("loopback: bringing lo up", err.errno)
 
 
-_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags")
+_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
@@ -1921,7 +1921,8 @@ def _init_serve(worker, from_worker, filter_program):
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
             try:
                 _drop_capabilities(spawn["privileged"])
-                _send(chan, "ready")
+                if not spawn["quiet"]:
+                    _send(chan, "ready")
             except BaseException as err:
                 _report_setup_failure(chan, err)
             command = _spawn_command(spawn, chan, stdio, fds)
@@ -2129,13 +2130,14 @@ def _recv_fds(sock, size=65536):
 # A request is a header (the shell key, so the helper can pick a spare
 # without decoding the rest) and marshal'd (cfg, slots), inline or, when
 # large (place data), in a memfd sent as the first fd.
-_REQUEST_HEADER = struct.Struct("<c7q")
+_REQUEST_HEADER = struct.Struct("<c8q")   # kind, the shell key, quiet
 
 
 def _encode_request(cfg, slots, cgroup):
     payload = marshal.dumps((cfg, slots))
     inline = len(payload) <= _INLINE_LIMIT
-    header = _REQUEST_HEADER.pack(b"I" if inline else b"M", *_shell_key(cfg, cgroup))
+    header = _REQUEST_HEADER.pack(b"I" if inline else b"M", *_shell_key(cfg, cgroup),
+                                  int(cfg["quiet"]))
     if inline:
         return header + payload, None
     fd = os.memfd_create("sandbox-request", os.MFD_CLOEXEC)
@@ -2146,7 +2148,9 @@ def _encode_request(cfg, slots, cgroup):
 
 
 def _request_key(payload):
-    return _REQUEST_HEADER.unpack_from(payload)[1:]
+    """(shell key, quiet) from a request's header."""
+    fields = _REQUEST_HEADER.unpack_from(payload)
+    return fields[1:-1], fields[-1]
 
 
 def _decode_request(payload, fds):
@@ -2274,7 +2278,7 @@ class _HelperServer:
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
         try:
-            key = _request_key(payload)
+            key, quiet = _request_key(payload)
             chan = fds[1 if payload[:1] == b"M" else 0]
         except (struct.error, IndexError):
             _close_all(fds)
@@ -2304,9 +2308,11 @@ class _HelperServer:
                               taken["extras"], taken["cgroup"])
         except SandboxError as err:
             _send(chan, "error", str(err), err.errno or 0)
+            _send(chan, "exit", _SETUP_FAILED)    # no process: nothing else will come
             _close_all(fds)
             return
-        _send(chan, "pid", pid)
+        if not quiet:
+            _send(chan, "pid", pid)
         _close_all(fd for fd in fds if fd != chan)
         self.running[chan], self.by_pid[pid] = pid, chan
         self.poller.register(chan, select.POLLIN)
@@ -2576,6 +2582,7 @@ class Container:
         self.returncode = None
         self._chan = None
         self._local = False       # the command line clones from its own process
+        self._quiet = False       # run(): no "pid"/"ready" messages, one wake-up at exit
         self._reaped = False
         self._stage = "new"
         self._exec_error = None
@@ -2663,6 +2670,7 @@ class Container:
             "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
             "seccomp": int(self.effective_seccomp()),
+            "quiet": self._quiet,
             "filter": _compiled_filter(int(self.effective_seccomp()), HOST_ARCH, None),
         }
 
@@ -2685,6 +2693,8 @@ class Container:
                 self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
         finally:
             child_end.close()
+        if self._quiet:
+            return      # errors come with the exit status, to _communicate()
         # The helper's ("pid", n) and init's ("ready",) race each other.
         ready, failure = False, None
         while not ready or self.pid is None:
@@ -2816,7 +2826,8 @@ class Container:
 
     def kill(self, sig=signal.SIGKILL):
         """Send sig to the container's init (SIGKILL ends the container)."""
-        if self.returncode is not None or self.pid is None:
+        if self.returncode is not None or self._chan is None or (
+                self.pid is None and not self._quiet):
             return
         if self._local:
             os.kill(self.pid, sig)
@@ -2841,7 +2852,8 @@ class Container:
     def close(self):
         """Kill the container if it still runs, release its channel and (when
         cloned from this process) reap its init."""
-        if self._stage == "served" and self.returncode is None and self.pid is not None:
+        if self._stage == "served" and self._chan is not None and self.returncode is None and (
+                self.pid is not None or self._quiet):
             self.kill()
             try:
                 self.wait()
@@ -2872,6 +2884,7 @@ def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
     if isinstance(args, (str, bytes)) or not args:
         raise SandboxError("run: args must be a non-empty list", errno.EINVAL)
     container = Container(*args, ops=default_ops() if ops is None else ops)
+    container._quiet = True
     container.uid, container.gid, container.hostname = uid, gid, hostname
     container.env, container.dir, container.flags = env, cwd, flags
     container.seccomp, container.privileged, container.cgroup = seccomp, privileged, cgroup
