@@ -2488,6 +2488,18 @@ class _Helper:
                 helper = cls._current = cls()
             return helper
 
+    @classmethod
+    def _forget_after_fork(cls):
+        """In a forked child: the parent's helper is not ours; holding its
+        socket would keep it alive after the parent exits."""
+        cls._lock = threading.Lock()
+        if cls._current is not None:
+            cls._current.sock.close()
+            cls._current = None
+
+
+os.register_at_fork(after_in_child=_Helper._forget_after_fork)
+
 
 # ---------------------------------------------------------------------------
 # The parent side: Container (prepare, start, serve, wait) and run().

@@ -1608,3 +1608,18 @@ def test_large_requests_travel_in_a_memfd(as_user):
         long_env = {"V%d" % i: "x" * 100 for i in range(500)}
         assert len(run_ok(["/usr/bin/env"], env=long_env).splitlines()) == 500
     as_user(body)
+
+
+def test_a_forked_child_lets_go_of_its_parents_helper():
+    sandbox.run(["/bin/true"])
+    parents = sandbox._Helper._current
+    fd = parents.sock.fileno()
+
+    def body():
+        assert sandbox._Helper._current is None
+        with pytest.raises(OSError):
+            os.fstat(fd)          # the inherited socket is closed
+        assert sandbox.run(["/bin/true"]).returncode == 0
+        assert sandbox._Helper._current is not parents
+    _run_forked(body, drop=False)
+    assert parents.alive()
