@@ -1094,18 +1094,22 @@ def parse_mountinfo(text):
 _proc = "/proc"
 
 
-def _read_mountinfo():
-    fd = os.open(_proc + "/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+def _read_all(fd):
+    """Everything left to read from fd, which is then closed."""
+    chunks = []
     try:
-        chunks = []
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
-                break
+                return b"".join(chunks)
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return parse_mountinfo(os.fsdecode(b"".join(chunks)))
+
+
+def _read_mountinfo():
+    fd = os.open(_proc + "/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+    return parse_mountinfo(os.fsdecode(_read_all(fd)))
 
 
 def mounts_under(entries, path):
@@ -3225,17 +3229,10 @@ def parse_command_line(argv):
 
 
 def _read_fd(option, fd):
-    chunks = []
     try:
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(fd)
+        return _read_all(fd)
     except OSError as err:
         raise _UsageError("%s: reading fd %d: %s" % (option, fd, err.strerror))
-    return b"".join(chunks)
 
 
 def _default_dir(ops):
