@@ -197,18 +197,25 @@ def _pivot_root(new_root, put_old, what="pivot_root"):
                          os.fsencode(put_old)), what)
 
 
-def _close_fds_from(lowest, keep=()):
-    """Close every fd >= lowest except those in keep (close_range when the
-    kernel has it: one syscall instead of one per possible fd)."""
-    if not keep and _libc.syscall(SYS_close_range, lowest, 0xFFFFFFFF, 0) == 0:
-        return
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd >= lowest and fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+def _close_fds_except(keep):
+    """Close every fd >= 3 not in keep: close_range over the gaps, or, on a
+    kernel without it, one close per fd listed in /proc/self/fd."""
+    keep = sorted(set(keep))
+    lowest = 3
+    for fd in keep + [None]:
+        if fd is not None and fd < lowest:
+            continue
+        top = 0xFFFFFFFF if fd is None else fd - 1
+        if top >= lowest and _libc.syscall(SYS_close_range, lowest, top, 0) != 0:
+            for name in os.listdir("/proc/self/fd"):
+                if int(name) >= 3 and int(name) not in keep:
+                    try:
+                        os.close(int(name))
+                    except OSError:
+                        pass
+            return
+        if fd is not None:
+            lowest = fd + 1
 
 
 # ---------------------------------------------------------------------------
@@ -1303,9 +1310,6 @@ class Op:
     def __eq__(self, other):
         return type(self) is type(other) and self._values() == other._values()
 
-    def __ne__(self, other):
-        return not self == other
-
     def __hash__(self):
         return hash((type(self).__name__,) + self._values())
 
@@ -2038,20 +2042,6 @@ def _reap(command, forward_to=None):
                 pass
 
 
-def _close_fds_except(keep):
-    keep = sorted(set(keep))
-    lowest = 3
-    for fd in keep + [None]:
-        top = 0xFFFFFFFF if fd is None else fd - 1
-        if fd is not None and fd < lowest:
-            continue
-        if top >= lowest and _libc.syscall(SYS_close_range, lowest, top, 0) != 0:
-            _close_fds_from(lowest, keep=set(keep))
-            return
-        if fd is not None:
-            lowest = fd + 1
-
-
 def _clone_flags(flags, cgroup):
     value = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS
     if cgroup is None:
@@ -2677,6 +2667,7 @@ class Container:
                     raise _at_op(err, index)
             ops.append((type(op).__name__, tuple(
                 bytes(v) if isinstance(v, bytearray) else v for v in op._values())))
+        seccomp = int(self.effective_seccomp())
         return {
             "args": args, "path": os.fsencode(self.path) if self.path else None,
             "dir": self.dir, "env": _encode_env(self.env),
@@ -2685,9 +2676,9 @@ class Container:
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
             "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
-            "seccomp": int(self.effective_seccomp()),
+            "seccomp": seccomp,
             "quiet": self._quiet,
-            "filter": _compiled_filter(int(self.effective_seccomp()), HOST_ARCH, None),
+            "filter": _compiled_filter(seccomp, HOST_ARCH, None),
         }
 
     # -- serve: send the configuration; the container exists when it returns
@@ -2737,7 +2728,8 @@ class Container:
 
     def _finish_quietly(self):
         self._stage = "done"
-        self._chan.close()
+        if self._chan is not None:
+            self._chan.close()
 
     def _submit(self, cfg, chan, stdio, extras, cgroup):
         slots = [("chan", True), ("stdin", stdio[0] is not None),
@@ -2791,10 +2783,10 @@ class Container:
             message = self._receive(remaining)
             if message is None:
                 raise subprocess.TimeoutExpired(self.args, timeout)
-            self._handle(message, remaining, timeout)
+            self._handle(message)
         return self._finish()
 
-    def _handle(self, message, remaining=None, timeout=None):
+    def _handle(self, message):
         kind = message[0]
         if kind == "exit":
             self.returncode = message[1]
@@ -2803,14 +2795,12 @@ class Container:
         elif kind == "error":     # init failed after the command was set up
             self._late_error = SandboxError(message[1], message[2])
         elif kind == "eof" and self._local:
-            self._wait_local(remaining, timeout)
+            self._wait_local()
         elif kind == "eof":     # the helper died: so did the container
             self.returncode = 128 + signal.SIGKILL
 
     def _finish(self):
-        self._stage = "done"
-        if self._chan is not None:
-            self._chan.close()
+        self._finish_quietly()
         if self._exec_error:
             _, err, what = self._exec_error
             what = os.fsdecode(what) if isinstance(what, bytes) else what
@@ -2823,22 +2813,11 @@ class Container:
             raise self._late_error
         return self.returncode
 
-    def _wait_local(self, remaining, timeout):
-        # Only the command line clones from its own process; it waits
-        # without a timeout.  With one, poll.
-        end = None if remaining is None else time.monotonic() + remaining
-        while True:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG if end is not None else 0)
-            except InterruptedError:
-                continue
-            if pid:
-                self.returncode = _wait_status(status)
-                self._reaped = True
-                return
-            if time.monotonic() >= end:
-                raise subprocess.TimeoutExpired(self.args, timeout)
-            time.sleep(0.005)
+    def _wait_local(self):
+        # Only the command line clones from its own process, and it waits
+        # without a timeout.
+        self.returncode = _wait_status(os.waitpid(self.pid, 0)[1])
+        self._reaped = True
 
     def kill(self, sig=signal.SIGKILL):
         """Send sig to the container's init (SIGKILL ends the container)."""

@@ -1623,3 +1623,20 @@ def test_a_forked_child_lets_go_of_its_parents_helper():
         assert sandbox._Helper._current is not parents
     _run_forked(body, drop=False)
     assert parents.alive()
+
+
+def test_closing_fds_without_close_range():
+    """On a kernel without close_range, every fd but those kept is closed."""
+    def call():
+        def is_open(fd):
+            try:
+                os.fstat(fd)
+                return True
+            except OSError:
+                return False
+        sandbox.SYS_close_range = 100000          # no such syscall: ENOSYS
+        before = [fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd)]
+        fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(5)]
+        sandbox._close_fds_except(before + [fds[2]])
+        return [is_open(fd) for fd in fds]
+    assert _in_child(call) == ("ok", [False, False, True, False, False])
