@@ -1243,6 +1243,17 @@ def _resolve_in_root(root, path, follow_last=True):
     return root + "/" + "/".join(resolved)
 
 
+def _in_known_dir(root, path):
+    """root + path, when path names an entry directly in a directory already
+    known under root (so nothing before its last component is a symlink);
+    else None, and the caller resolves the long way."""
+    parent, _, name = path.rpartition("/")
+    parent = root + parent
+    if name and name != "." and name != ".." and parent in _known_dirs:
+        return parent + "/" + name
+    return None
+
+
 def _make_dirs(path, mode):
     """mkdir -p with `mode` for what it creates (umask is 0 during setup)."""
     missing = []
@@ -1307,6 +1318,13 @@ class Op:
         for name, value in zip(self.fields, values):
             setattr(self, name, value)
 
+    @classmethod
+    def _from_values(cls, values):
+        """The op whose fields hold `values`, as _values() returned them."""
+        op = cls.__new__(cls)
+        op.__dict__.update(zip(cls.fields, values))
+        return op
+
     def __eq__(self, other):
         return type(self) is type(other) and self._values() == other._values()
 
@@ -1317,7 +1335,7 @@ class Op:
         return "<%s %s>" % (type(self).__name__, self)
 
     def _values(self):
-        return tuple(getattr(self, name) for name in self.fields)
+        return tuple(map(self.__dict__.__getitem__, self.fields))
 
     @property
     def what(self):
@@ -1523,10 +1541,23 @@ class Mkdir(Op):
             raise SandboxError("%s: invalid mode" % self, errno.EINVAL)
 
     def apply(self, state):
+        target = _in_known_dir(_SYSROOT, self.dest)
+        if target is not None:
+            # mkdir never follows a symlink in the last component; only an
+            # existing entry needs the full resolution below.
+            try:
+                os.mkdir(target, self.perm)
+                _known_dirs.add(target)
+                return
+            except FileExistsError:
+                pass
+            except OSError as err:
+                _fail(str(self), err.errno)
         target = _resolve_in_root(_SYSROOT, self.dest)
         _mkdirs_or_fail(os.path.dirname(target), state.parent_perm, self)
         try:
             os.mkdir(target, self.perm)
+            _known_dirs.add(target)
         except FileExistsError:
             if not os.path.isdir(target):
                 _fail(str(self), errno.ENOTDIR)
@@ -1733,11 +1764,16 @@ def _enter_intermediate_root():
 
 def _each_op(ops, state, step):
     """Run one pass (early or apply) over the operations; errors name the
-    operation and its index."""
+    operation and its index.  Operations that leave a pass to Op's
+    default (most leave early) are not called in it."""
+    nothing = getattr(Op, step)
     for index, op in enumerate(ops):
+        method = getattr(type(op), step)
+        if method is nothing:
+            continue
         state.index = index
         try:
-            getattr(op, step)(state)
+            method(op, state)
         except SandboxError as err:
             raise _at_op(err, index)
         except OSError as err:
@@ -1748,6 +1784,7 @@ def _build_root(ops, state):
     """The early pass, then each operation, then the host detached and
     sysroot made the root."""
     _each_op(ops, state, "early")
+    _known_dirs.add(_SYSROOT)
     _each_op(ops, state, "apply")
     _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
     _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
@@ -1889,7 +1926,7 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
                 socket.sethostname(cfg["hostname"])
             except OSError as err:
                 _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
-        ops = [_OP_TYPES[kind](*values) for kind, values in cfg["ops"]]
+        ops = [_OP_TYPES[kind]._from_values(values) for kind, values in cfg["ops"]]
         _build_root(ops, _SetupState(cfg, stdio[1]))
         slots = [fd is not None for fd in stdio]
         spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
@@ -2660,13 +2697,14 @@ class Container:
             raise SandboxError("args: invalid argument vector %r" % (self.args,), errno.EINVAL)
         ops = []
         for index, op in enumerate(self.ops):
+            values = op._values()
             if isinstance(op, Place):      # its data may have come after start()
                 try:
                     op.validate()
                 except SandboxError as err:
                     raise _at_op(err, index)
-            ops.append((type(op).__name__, tuple(
-                bytes(v) if isinstance(v, bytearray) else v for v in op._values())))
+                values = (op.name, bytes(op.data))
+            ops.append((type(op).__name__, values))
         seccomp = int(self.effective_seccomp())
         return {
             "args": args, "path": os.fsencode(self.path) if self.path else None,

@@ -857,6 +857,14 @@ def test_symlink_made_by_an_op_cannot_lead_outside(as_user):
             except sandbox.SandboxError:
                 pass
             assert os.listdir(victim) == []
+            # A name an op made a symlink, in a directory already known:
+            # mkdir must resolve it inside the new root, not on the host.
+            ops = sandbox.default_ops().link(victim, "/tmp/l").mkdir("/tmp/l", 0o700) \
+                .mkdir("/tmp/l/sub", 0o700)
+            out = sandbox.run(["/bin/sh", "-c", "cd /tmp/l/sub && echo in-root"], ops=ops,
+                              capture_output=True, env=ENV).stdout
+            assert out == b"in-root\n"
+            assert os.listdir(victim) == []
         finally:
             os.rmdir(victim)
     as_user(body)
