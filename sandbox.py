@@ -2430,16 +2430,30 @@ _HELPER_BOOT = ("import sys,importlib.util as u;"
                 "m._helper_main(int(sys.argv[2]))")
 
 
+def _caller_identity():
+    """What the helper must share with its caller to act for it: the
+    effective ids, and the mount, network and user namespaces (a caller
+    may unshare or setns after the helper started)."""
+    namespaces = []
+    for name in ("mnt", "net", "user"):
+        try:
+            namespaces.append(os.stat("/proc/self/ns/" + name).st_ino)
+        except OSError:
+            namespaces.append(None)
+    return (os.geteuid(), os.getegid(), tuple(namespaces))
+
+
 class _Helper:
     """The caller's end of the helper process."""
 
     _lock = threading.Lock()
-    _current = None
+    _by_identity = {}      # a caller that changes its ids or namespaces and
+                           # back reuses the helper it had; an old helper
+                           # lives on for the containers it still runs
 
     def __init__(self):
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid_owner = os.getpid()
-        self.uid = (os.geteuid(), os.getegid())
         self.sock = parent_end
         self.mode = None
         try:
@@ -2512,21 +2526,26 @@ class _Helper:
 
     @classmethod
     def get(cls):
+        identity = _caller_identity()
         with cls._lock:
-            helper = cls._current
-            if (helper is None or helper.pid_owner != os.getpid()
-                    or helper.uid != (os.geteuid(), os.getegid()) or not helper.alive()):
-                helper = cls._current = cls()
+            helper = cls._by_identity.get(identity)
+            if helper is None or helper.pid_owner != os.getpid() or not helper.alive():
+                helper = cls._by_identity[identity] = cls()
             return helper
+
+    @classmethod
+    def current(cls):
+        """The helper this caller would use now, if it has started one."""
+        return cls._by_identity.get(_caller_identity())
 
     @classmethod
     def _forget_after_fork(cls):
         """In a forked child: the parent's helper is not ours; holding its
         socket would keep it alive after the parent exits."""
         cls._lock = threading.Lock()
-        if cls._current is not None:
-            cls._current.sock.close()
-            cls._current = None
+        for helper in cls._by_identity.values():
+            helper.sock.close()
+        cls._by_identity = {}
 
 
 os.register_at_fork(after_in_child=_Helper._forget_after_fork)

@@ -129,7 +129,7 @@ def host_state():
             fds.append((int(name), os.readlink("/proc/self/fd/" + name)))
         except OSError:
             pass          # the directory listing itself
-    helper = sandbox._Helper._current
+    helper = sandbox._Helper.current()
     if helper is not None and helper.pid_owner == os.getpid():
         fds = [fd for fd in fds if fd[0] != helper.sock.fileno()]
     with open("/proc/self/mountinfo") as f:
@@ -899,7 +899,7 @@ def test_cgroup_fd_places_the_container():
 
 def test_helper_is_reused_and_survives_a_crashed_container():
     sandbox.run(["/bin/true"])
-    helper = sandbox._Helper._current
+    helper = sandbox._Helper.current()
     assert helper is not None and helper.alive()
     sandbox.run(["/bin/sh", "-c", "kill -SEGV $$"], env=ENV)
     c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
@@ -908,7 +908,7 @@ def test_helper_is_reused_and_survives_a_crashed_container():
     os.kill(c.pid, signal.SIGKILL)    # the container's init dies abruptly
     assert c.wait(timeout=10) == 128 + 9
     sandbox.run(["/bin/true"])
-    assert sandbox._Helper._current is helper and helper.alive()
+    assert sandbox._Helper.current() is helper and helper.alive()
 
 
 def test_helper_exits_with_its_caller():
@@ -916,7 +916,7 @@ def test_helper_exits_with_its_caller():
         import sys; sys.path.insert(0, %r)
         import sandbox
         sandbox.run(["/bin/true"])
-        h = sandbox._Helper._current
+        h = sandbox._Helper.current()
         print(h.process.pid if h.mode == "exec" else h.process, flush=True)
         """ % HERE)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
@@ -1600,7 +1600,7 @@ def test_helper_ignores_modules_beside_the_vendored_file():
                   "s = u.spec_from_file_location('vendored', %r)\n"
                   "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
                   "print(m.run(['/bin/echo', 'ok'], capture_output=True).stdout.decode().strip())\n"
-                  "print(m._Helper._current.mode)\n" % (directory, os.path.join(directory, "sandbox.py")))
+                  "print(m._Helper.current().mode)\n" % (directory, os.path.join(directory, "sandbox.py")))
         cp = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd="/")
         assert cp.stdout.decode().split() == ["ok", "exec"], cp
     finally:
@@ -1618,17 +1618,49 @@ def test_large_requests_travel_in_a_memfd(as_user):
     as_user(body)
 
 
+def test_the_helper_follows_a_caller_into_a_new_mount_namespace():
+    """A helper acts in the namespaces it started in; a caller that moves
+    to another mount namespace gets a new helper there, and the old one
+    lives on for the containers it runs."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting in the caller's own mount namespace needs root")
+    directory = tempfile.mkdtemp(prefix="sandbox-ns-")
+
+    def body():
+        old = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        old.start()
+        old.serve()
+        first = sandbox._Helper.current()
+        assert sandbox._libc.unshare(sandbox.CLONE_NEWNS) == 0
+        assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
+        assert sandbox._libc.mount(b"tmpfs", directory.encode(), b"tmpfs", 0, None) == 0
+        with open(os.path.join(directory, "marker"), "w") as f:
+            f.write("new namespace\n")
+        ops = sandbox.default_ops().bind(directory, "/x")
+        out = sandbox.run(["/bin/cat", "/x/marker"], ops=ops, capture_output=True).stdout
+        assert out == b"new namespace\n"
+        assert sandbox._Helper.current() is not first and first.alive()
+        with pytest.raises(subprocess.TimeoutExpired):
+            old.wait(timeout=0.1)          # the old helper's container runs on
+        old.kill()
+        assert old.wait(timeout=10) == 128 + 9
+    try:
+        _run_forked(body, drop=False)
+    finally:
+        os.rmdir(directory)
+
+
 def test_a_forked_child_lets_go_of_its_parents_helper():
     sandbox.run(["/bin/true"])
-    parents = sandbox._Helper._current
+    parents = sandbox._Helper.current()
     fd = parents.sock.fileno()
 
     def body():
-        assert sandbox._Helper._current is None
+        assert sandbox._Helper.current() is None
         with pytest.raises(OSError):
             os.fstat(fd)          # the inherited socket is closed
         assert sandbox.run(["/bin/true"]).returncode == 0
-        assert sandbox._Helper._current is not parents
+        assert sandbox._Helper.current() is not parents
     _run_forked(body, drop=False)
     assert parents.alive()
 
