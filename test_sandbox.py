@@ -845,6 +845,28 @@ def test_setup_failures_come_back_as_sandbox_errors(as_user):
     as_user(body)
 
 
+def test_allow_tty_binds_the_terminal_as_console(as_user):
+    """FAllowTTY through the library: the command's terminal is its stdout
+    and /dev/console; without the flag there is no console."""
+    def body():
+        master, slave = os.openpty()
+        try:
+            script = "test -t 1 && test -c /dev/console && echo console-ok"
+            results = []
+            for flags in (sandbox.FAllowTTY, 0):
+                code = sandbox.run(["/bin/sh", "-c", script], flags=flags, env=ENV,
+                                   stdin=slave, stdout=slave, stderr=slave).returncode
+                output = b""
+                while select.select([master], [], [], 0.2)[0]:
+                    output += os.read(master, 4096)
+                results.append((code, output.replace(b"\r", b"")))
+            assert results == [(0, b"console-ok\n"), (1, b"")]
+        finally:
+            os.close(master)
+            os.close(slave)
+    as_user(body)
+
+
 def test_symlink_made_by_an_op_cannot_lead_outside(as_user):
     def body():
         victim = tempfile.mkdtemp(prefix="sandbox-victim-")
