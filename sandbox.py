@@ -1114,9 +1114,18 @@ def _read_all(fd):
         os.close(fd)
 
 
-def _read_mountinfo():
+_MOUNTINFO_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+
+
+def _read_mountinfo(under):
+    """This process's mounts that may lie at or under the path `under`:
+    only lines holding the path as mountinfo escapes it are parsed, which
+    keeps a bind's cost flat as the table grows (mounts_under() decides)."""
     fd = os.open(_proc + "/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
-    return parse_mountinfo(os.fsdecode(_read_all(fd)))
+    needle = "".join(_MOUNTINFO_ESCAPES.get(c, c) for c in under)
+    return parse_mountinfo("\n".join(line for line in os.fsdecode(_read_all(fd)).splitlines()
+                                      if needle in line))
+
 
 
 def mounts_under(entries, path):
@@ -1298,7 +1307,7 @@ def _bind_mount(source, target, flags, what):
         canonical = os.readlink("%s/self/fd/%d" % (_proc, fd))
     finally:
         os.close(fd)
-    for entry in mounts_under(_read_mountinfo(), canonical):
+    for entry in mounts_under(_read_mountinfo(canonical), canonical):
         flags_now = _mount_flags(entry.options)
         ret = _libc.mount(None, os.fsencode(entry.mountpoint), None,
                           MS_BIND | MS_REMOUNT | flags_now | extra, None)

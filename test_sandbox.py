@@ -640,6 +640,7 @@ def test_each_operation_as_seen_in_mountinfo(as_user):
 def test_read_only_binds_hold_including_submounts():
     # A submount of a bound directory must come out read-only too; making
     # one needs root on the host, so this test builds it and cleans up.
+    # The target has a space and a backslash, which mountinfo escapes.
     if os.geteuid() != 0:
         pytest.skip("creating a host submount needs root")
     top = tempfile.mkdtemp(prefix="sandbox-sub-")
@@ -650,15 +651,16 @@ def test_read_only_binds_hold_including_submounts():
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777", "subtest", sub], check=True)
         try:
             def body():
-                ops = sandbox.default_ops().bind(top, "/data", 0)
+                ops = sandbox.default_ops().bind(top, "/da ta\\", 0)
                 mounts = mountinfo_inside(ops)
-                assert "ro" in mounts["/data"].options
-                assert "ro" in mounts["/data/sub"].options, mounts["/data/sub"]
+                assert "ro" in mounts["/da ta\\"].options
+                assert "ro" in mounts["/da ta\\/sub"].options, mounts["/da ta\\/sub"]
                 name = "y%d" % os.getuid()
-                out = sh("touch /data/x 2>&1; touch /data/sub/%s 2>&1; echo done" % name, ops=ops)
+                out = sh("touch '/da ta\\/x' 2>&1; touch '/da ta\\/sub/%s' 2>&1; echo done" % name,
+                         ops=ops)
                 assert out.count("Read-only file system") == 2, out
-                ops = sandbox.default_ops().bind(top, "/data", sandbox.BindWritable)
-                sh("touch /data/sub/%s" % name, ops=ops)
+                ops = sandbox.default_ops().bind(top, "/da ta\\", sandbox.BindWritable)
+                sh("touch '/da ta\\/sub/%s'" % name, ops=ops)
                 assert os.path.exists(os.path.join(sub, name))
             body()
             _run_forked(body, drop=True)
