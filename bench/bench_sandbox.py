@@ -294,6 +294,11 @@ def bench_scale():
             theirs_points.append((extra, statistics.median(b)))
         row("scale", "%d extra operations (--dir)" % extra, median_ms(a),
             median_ms(b) if b else "absent", ratio_text(ratios))
+    ours_slope = least_squares_slope(ours_points)
+    theirs_slope = least_squares_slope(theirs_points) if theirs_points else None
+    row("scale", "slope per operation (least squares)", "%.1f us" % (ours_slope * 1e6),
+        "%.1f us" % (theirs_slope * 1e6) if theirs_slope else "absent",
+        "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
     # Binds read the mount table each time, here as in bubblewrap: both grow
     # faster than linearly, so this row compares them at one size.
     ops = sandbox.default_ops()
@@ -306,11 +311,6 @@ def bench_scale():
     a, b, ratios = interleaved(ours, theirs, max(10, ROUNDS // 10))
     row("scale", "100 extra operations (--ro-bind)", median_ms(a),
         median_ms(b) if b else "absent", ratio_text(ratios))
-    ours_slope = least_squares_slope(ours_points)
-    theirs_slope = least_squares_slope(theirs_points) if theirs_points else None
-    row("scale", "slope per operation (least squares)", "%.1f us" % (ours_slope * 1e6),
-        "%.1f us" % (theirs_slope * 1e6) if theirs_slope else "absent",
-        "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
 
 
 def main():
