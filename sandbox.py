@@ -1360,6 +1360,11 @@ class Op:
     def early(self, state):
         pass
 
+    def _host_facts(self):
+        """What the early pass learned from the host: a root built ahead of
+        a request serves it only while these still hold."""
+        return ()
+
     def apply(self, state):
         raise NotImplementedError
 
@@ -1384,15 +1389,18 @@ class Bind(Op):
         super().validate()
 
     def early(self, state):
-        self._resolved = None
+        self._resolved = self._identity = None
         try:
             resolved = _resolve_in_root(_HOST, self.source)
-            os.stat(resolved)
+            st = os.stat(resolved)
         except OSError as err:
             if self.flags & BindOptional and err.errno == errno.ENOENT:
                 return
             _fail(self.what, err.errno)
-        self._resolved = resolved
+        self._resolved, self._identity = resolved, (st.st_dev, st.st_ino)
+
+    def _host_facts(self):
+        return self._resolved, self._identity
 
     def apply(self, state):
         if self._resolved is None:
@@ -1482,6 +1490,9 @@ class Dev(Op):
             # relative to the host's root, which is /host from here.
             self._console = _HOST + os.readlink("%s/self/fd/%d" % (_proc, state.stdout_fd))
 
+    def _host_facts(self):
+        return self._console,
+
     def apply(self, state):
         what = str(self)
         target = _resolve_in_root(_SYSROOT, self.dest)
@@ -1524,6 +1535,9 @@ class Link(Op):
                 self._target = os.readlink(_HOST + self.target[1:])
             except OSError as err:
                 _fail("%s: readlink %r" % (self, self.target[1:]), err.errno)
+
+    def _host_facts(self):
+        return self._target,
 
     def apply(self, state):
         linkname = _resolve_in_root(_SYSROOT, self.linkname, follow_last=False)
@@ -1672,13 +1686,26 @@ class Ops(list):
 def default_ops():
     """A read-only host system: /usr, /bin, /sbin, /lib*, /etc bound
     read-only (merged-/usr symlinks kept as symlinks), /proc, /dev, /tmp."""
+    return _default_ops("")
+
+
+def _default_ops(host):
+    """default_ops() as it comes out with the host's root at `host`."""
     ops = Ops()
     for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-        if os.path.islink(path):
+        if os.path.islink(host + path):
             ops.link("*" + path, path)
-        elif os.path.exists(path):
+        elif os.path.exists(host + path):
             ops.bind(path, path, BindOptional)
     return ops.proc("/proc").dev("/dev").tmpfs("/tmp", 0, 0o1777)
+
+
+def _op_record(op):
+    """How an operation travels to the container: its class name and its
+    field values (validated already)."""
+    if isinstance(op, Place):
+        return "Place", (op.name, bytes(op.data))
+    return type(op).__name__, op._values()
 
 
 # ---------------------------------------------------------------------------
@@ -1696,7 +1723,11 @@ def default_ops():
 # until everything has exited.  Setup's Python work is done in the worker,
 # whose pages go when it exits, so an idle init stays small.  The helper
 # keeps one shell ready ahead of time (a "spare") so that most containers
-# start from the second half.  Init runs Python from memory only: after
+# start from the second half; while the requests it serves ask for
+# default_ops(), the spare's worker builds them in sysroot before a request
+# comes, and checks at the request that what it learned from the host still
+# holds (the helper replaces a spare whenever the host's mount table
+# changes).  Init runs Python from memory only: after
 # pivot_root nothing can be imported, so everything it calls is imported at
 # the top of this module.  Messages to the parent travel as marshal'd tuples
 # over a SOCK_SEQPACKET channel: ("error", message, errno) if setup fails;
@@ -1756,8 +1787,9 @@ def _map_identity(uid, gid, host_uid, host_gid):
 
 def _enter_intermediate_root():
     """Make / rslave, mount a tmpfs as intermediate root holding sysroot
-    (the new root, bound onto itself) and pivot into it, the host's root
-    moving to /host."""
+    (the new root: a tmpfs of its own, so that a root built ahead and not
+    wanted can be swapped for an empty one) and pivot into it, the host's
+    root moving to /host."""
     global _proc
     _mount(None, "/", None, MS_REC | MS_SLAVE, None, "making / rslave")
     base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
@@ -1765,7 +1797,7 @@ def _enter_intermediate_root():
     os.chdir(base)
     os.mkdir("sysroot", 0o755)
     os.mkdir("host", 0o755)
-    _mount("sysroot", "sysroot", None, MS_BIND | MS_REC, None, "binding sysroot")
+    _mount("rootfs", "sysroot", "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "new root")
     _pivot_root(".", "host", "pivot_root to the intermediate root")
     os.chdir("/")
     _proc = _HOST + "/proc"
@@ -1789,12 +1821,49 @@ def _each_op(ops, state, step):
             raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
 
 
-def _build_root(ops, state):
-    """The early pass, then each operation, then the host detached and
-    sysroot made the root."""
+def _build_root(ops, state, ahead=None, wanted=False):
+    """The early pass, then each operation, unless `ahead` (a _RootAhead)
+    built the same in sysroot and what it learned from the host still
+    holds; a root built ahead and not wanted is swapped for an empty one."""
     _each_op(ops, state, "early")
+    if ahead is not None and ahead.facts is not None:
+        if wanted and [op._host_facts() for op in ops] == ahead.facts:
+            return
+        _empty_sysroot()
     _known_dirs.add(_SYSROOT)
     _each_op(ops, state, "apply")
+
+
+def _empty_sysroot():
+    """Swap sysroot, with all that is mounted in it, for an empty tmpfs."""
+    _check(_libc.umount2(_SYSROOT.encode(), MNT_DETACH), "discarding the root built ahead")
+    _known_dirs.clear()
+    _mount("rootfs", _SYSROOT, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "new root")
+
+
+class _RootAhead:
+    """A spare's worker, while it waits for a request: default_ops() as it
+    sees the host, built into sysroot when `build` (then `facts` holds
+    what the early pass learned, else None).  Most requests ask for
+    default_ops(), and building them is most of a worker's time."""
+
+    def __init__(self, build):
+        ops = _default_ops(_HOST)
+        self.records = [_op_record(op) for op in ops]
+        self.facts = None
+        if build:
+            try:
+                _build_root(ops, _SetupState({"flags": 0, "parent_perm": 0o755}, None))
+                self.facts = [op._host_facts() for op in ops]
+            except SandboxError:
+                _empty_sysroot()       # the request builds its own
+
+    def wanted(self, cfg):
+        return cfg["ops"] == self.records and cfg["parent_perm"] == 0o755
+
+
+def _enter_sysroot():
+    """Detach the host and make sysroot the root."""
     _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
     _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
     os.chdir(_SYSROOT)
@@ -1925,10 +1994,13 @@ def _init_shell(key, keep, cgroup):
 _SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet")
 
 
-def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
+def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
     """The worker: the second half of setup (the file system); then it
     hands PID 1 what it needs to start the command, and exits.  Its exit
-    (the teardown of a copy of a Python process) overlaps PID 1's work."""
+    (the teardown of a copy of a Python process) overlaps PID 1's work.
+    A spare's worker tells the helper whether the request wanted
+    default_ops(), so that the next spare builds them ahead or not."""
+    wanted = ahead is not None and ahead.wanted(cfg)
     try:
         if cfg["hostname"]:
             try:
@@ -1936,7 +2008,8 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
             except OSError as err:
                 _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
         ops = [_OP_TYPES[kind]._from_values(values) for kind, values in cfg["ops"]]
-        _build_root(ops, _SetupState(cfg, stdio[1]))
+        _build_root(ops, _SetupState(cfg, stdio[1]), ahead, wanted)
+        _enter_sysroot()
         slots = [fd is not None for fd in stdio]
         spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
         spawn["slots"], spawn["extras"] = slots, len(extras)
@@ -1944,6 +2017,10 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None):
     except BaseException as err:
         _report_setup_failure(chan, err)
     if helper is not None:
+        try:
+            helper.send(b"default" if wanted else b"custom")
+        except OSError:
+            pass
         helper.close()      # the helper may make the next spare now
     os._exit(0)
 
@@ -2021,22 +2098,24 @@ def _container_init(cfg, chan, stdio, extras, cgroup):
     _init_serve(worker, link, cfg["filter"])
 
 
-def _spare_main(key, sock, filter_program):
+def _spare_main(key, sock, filter_program, build_ahead):
     """Body of a spare: the shell for `key` and a forked worker that waits
-    for a request from the helper and carries on as that container's
-    worker; never returns."""
+    for a request from the helper (having built default_ops() ahead if
+    `build_ahead`) and carries on as that container's worker; never
+    returns."""
     try:
         _init_shell(key, [sock], None)
         worker, link = _fork_worker((), ())
         if worker == 0:
             helper = socket.socket(fileno=sock)
+            ahead = _RootAhead(build_ahead)
             payload, fds = _recv_fds(helper)
             if not payload:
                 os._exit(0)
             cfg, taken, memfd = _decode_request(payload, fds)
             _close_all([memfd, taken["cgroup"]])
             _set_up(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
-                    taken["extras"], link, helper)
+                    taken["extras"], link, helper, ahead)
         os.close(sock)
     except BaseException:
         os._exit(_SETUP_FAILED)
@@ -2231,6 +2310,7 @@ class _HelperServer:
         self.template = None  # (pid, socket) of the process that clones spares
         self.setting_up = {}  # fd -> socket of spares given a request, until set up
         self.spares_work = True
+        self.build_ahead = True   # whether spares build default_ops() ahead
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
                           os.geteuid(), os.getegid(), 0, 0, _DEFAULT_SECCOMP)
@@ -2292,7 +2372,8 @@ class _HelperServer:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            _send_fds(self.template[1], b"spare", [child_end.fileno()])
+            _send_fds(self.template[1], b"spare+root" if self.build_ahead else b"spare",
+                      [child_end.fileno()])
             pid = struct.unpack("q", self.template[1].recv(8))[0]
         except (OSError, struct.error):
             pid = -1
@@ -2360,8 +2441,16 @@ class _HelperServer:
             self.make_spare()
 
     def on_set_up(self, fd):
+        """A spare's worker is done; it said what its request wanted."""
         self.poller.unregister(fd)
-        self.setting_up.pop(fd).close()
+        sock = self.setting_up.pop(fd)
+        try:
+            wanted = sock.recv(16)
+        except OSError:
+            wanted = b""
+        sock.close()
+        if wanted:
+            self.build_ahead = wanted == b"default"
         self.make_spare()
 
     def on_children(self):
@@ -2419,7 +2508,7 @@ def _template_main(sock_fd, key, filter_program):
         pid = _clone(_clone_flags(0, None) | CLONE_PARENT)
         if pid == 0:
             try:
-                _spare_main(key, fds[0], filter_program)
+                _spare_main(key, fds[0], filter_program, payload == b"spare+root")
             finally:
                 os._exit(_SETUP_FAILED)
         _close_all(fds)
@@ -2725,14 +2814,12 @@ class Container:
             raise SandboxError("args: invalid argument vector %r" % (self.args,), errno.EINVAL)
         ops = []
         for index, op in enumerate(self.ops):
-            values = op._values()
             if isinstance(op, Place):      # its data may have come after start()
                 try:
                     op.validate()
                 except SandboxError as err:
                     raise _at_op(err, index)
-                values = (op.name, bytes(op.data))
-            ops.append((type(op).__name__, values))
+            ops.append(_op_record(op))
         seccomp = int(self.effective_seccomp())
         return {
             "args": args, "path": os.fsencode(self.path) if self.path else None,

@@ -1674,6 +1674,107 @@ def test_the_helper_follows_a_caller_into_a_new_mount_namespace():
         os.rmdir(directory)
 
 
+def test_a_root_built_ahead_is_the_root_built_on_demand(as_user):
+    """Spares build default_ops() before a request comes; a container from
+    one has the mounts, options and files of one built for its request
+    (a uid other than the default makes the helper clone a fresh one)."""
+    def body():
+        def shape(**kwargs):
+            mounts = mountinfo_inside(sandbox.default_ops(), **kwargs)
+            return sorted((m.mountpoint, m.fstype, sorted(m.options)) for m in mounts.values())
+        listing = "find / /dev /tmp -maxdepth 1 -exec stat -c '%n %F %a %N' {} + | sort"
+        ahead = shape(), sh(listing)
+        on_demand = shape(uid=1000), sh(listing, uid=1000)
+        assert ahead == on_demand
+        assert "/dev/null character special file 666" in ahead[1]
+    as_user(body)
+
+
+def _spare_workers(helper_pid):
+    """The helper's spares' workers, by the mountinfo each one sees."""
+    found = {}
+    with open("/proc/%d/task/%d/children" % (helper_pid, helper_pid)) as f:
+        for child in f.read().split():
+            try:
+                with open("/proc/%s/task/%s/children" % (child, child)) as f:
+                    grandchildren = f.read().split()
+                for worker in grandchildren:
+                    with open("/proc/%s/mountinfo" % worker) as f:
+                        found[int(worker)] = f.read()
+            except OSError:
+                pass
+    return found
+
+
+def test_spares_build_default_ops_ahead_only_while_requests_want_them():
+    if os.geteuid() != 0:
+        pytest.skip("reading a spare's mount table needs root")
+
+    def body():
+        def next_spare_builds_ahead():
+            helper = sandbox._Helper.current()
+            pid = helper.process.pid if helper.mode == "exec" else helper.process
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                workers = _spare_workers(pid)
+                if len(workers) == 1:        # the spare, its container gone
+                    text, = workers.values()
+                    return any(e.mountpoint == "/sysroot/usr" for e in sandbox.parse_mountinfo(text))
+                time.sleep(0.02)
+            raise AssertionError("no spare came: %r" % workers)
+        sandbox.run(["/bin/true"])
+        assert next_spare_builds_ahead()
+        sandbox.run(["/bin/true"], ops=sandbox.default_ops().mkdir("/tmp/x"))
+        assert not next_spare_builds_ahead()
+        sandbox.run(["/bin/true"], ops=sandbox.default_ops().mkdir("/tmp/x"))
+        assert not next_spare_builds_ahead()
+        sandbox.run(["/bin/true"])
+        assert next_spare_builds_ahead()
+    _run_forked(body, drop=False)
+
+
+def test_a_root_built_ahead_is_rebuilt_when_the_host_changed():
+    """What the early pass learned (a symlink's target here) is checked
+    again at the request; the root built before is swapped for a new one
+    when it no longer holds.  Run on a small host of the test's own, in a
+    private mount namespace, with real mounts."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting in a private mount namespace needs root")
+    base = tempfile.mkdtemp(prefix="sandbox-ahead-")
+
+    def body():
+        assert sandbox._libc.unshare(sandbox.CLONE_NEWNS) == 0
+        assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
+        host, sysroot = base + "/host", base + "/sysroot"
+        for path in (host + "/usr/bin", host + "/usr/sbin", host + "/dev", host + "/etc", sysroot):
+            os.makedirs(path)
+        os.symlink("usr/bin", host + "/bin")
+        assert sandbox._libc.mount(b"/dev", (host + "/dev").encode(), None,
+                                   sandbox.MS_BIND | sandbox.MS_REC, None) == 0
+        assert sandbox._libc.mount(b"tmpfs", sysroot.encode(), b"tmpfs", 0, None) == 0
+        sandbox._HOST, sandbox._SYSROOT, sandbox._proc = host, sysroot, "/proc"
+        state = sandbox._SetupState({"flags": 0, "parent_perm": 0o755}, None)
+
+        def request():
+            return [sandbox._OP_TYPES[kind]._from_values(values) for kind, values in ahead.records]
+        ahead = sandbox._RootAhead(True)
+        assert ahead.facts is not None and os.readlink(sysroot + "/bin") == "usr/bin"
+        with open(sysroot + "/tmp/marker", "w"):
+            pass
+        sandbox._build_root(request(), state, ahead, wanted=True)
+        assert os.path.exists(sysroot + "/tmp/marker")        # used as built
+        os.unlink(host + "/bin")
+        os.symlink("usr/sbin", host + "/bin")
+        sandbox._build_root(request(), state, ahead, wanted=True)
+        assert not os.path.exists(sysroot + "/tmp/marker")    # built again
+        assert os.readlink(sysroot + "/bin") == "usr/sbin"
+        assert os.path.isdir(sysroot + "/usr") and os.path.exists(sysroot + "/dev/null")
+    try:
+        _run_forked(body, drop=False)
+    finally:
+        subprocess.run(["rm", "-rf", base], check=True)
+
+
 def test_a_forked_child_lets_go_of_its_parents_helper():
     sandbox.run(["/bin/true"])
     parents = sandbox._Helper.current()
