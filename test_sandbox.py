@@ -1612,7 +1612,8 @@ def test_randomised_operation_lists_run_or_fail_cleanly():
 
 def test_helper_ignores_modules_beside_the_vendored_file():
     """A vendored copy next to a module that shadows the standard library
-    (here select.py) still starts its helper from the standard library."""
+    (here select.py) still starts its helper from the standard library,
+    and the helper writes no bytecode beside it."""
     directory = tempfile.mkdtemp(prefix="sandbox-vendored-")
     try:
         with open(SANDBOX_PY, "rb") as src, open(os.path.join(directory, "sandbox.py"), "wb") as dst:
@@ -1625,8 +1626,10 @@ def test_helper_ignores_modules_beside_the_vendored_file():
                   "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
                   "print(m.run(['/bin/echo', 'ok'], capture_output=True).stdout.decode().strip())\n"
                   "print(m._Helper.current().mode)\n" % (directory, os.path.join(directory, "sandbox.py")))
-        cp = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, cwd="/")
+        cp = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, timeout=60,
+                            cwd="/")
         assert cp.stdout.decode().split() == ["ok", "exec"], cp
+        assert sorted(os.listdir(directory)) == ["sandbox.py", "select.py"]
     finally:
         subprocess.run(["rm", "-rf", directory])
 
