@@ -1127,7 +1127,6 @@ def _read_mountinfo(under):
                                       if needle in line))
 
 
-
 def mounts_under(entries, path):
     """The visible mounts at or under path, in mountinfo order (parents
     first).  A mount covered by another on the same mountpoint, and all that
