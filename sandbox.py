@@ -1204,9 +1204,10 @@ def _check_abs(path, what):
     return path
 
 
-# Paths under the new root known to be directories, not symlinks: resolving
-# skips them.  Operations only add to the tree, and a mount forgets what lies
-# under its target.
+# Paths known to be directories, not symlinks, under the new root or the
+# host's (/host): resolving skips them.  Operations only add to the tree, a
+# mount forgets what lies under its target, and a root built ahead of its
+# request forgets everything before the request's own early pass.
 _known_dirs = set()
 
 
@@ -1804,12 +1805,11 @@ def _enter_intermediate_root():
 
 def _each_op(ops, state, step):
     """Run one pass (early or apply) over the operations; errors name the
-    operation and its index.  Operations that leave a pass to Op's
-    default (most leave early) are not called in it."""
-    nothing = getattr(Op, step)
+    operation and its index.  Operations that have no early pass of their
+    own (most) are not called in it."""
     for index, op in enumerate(ops):
         method = getattr(type(op), step)
-        if method is nothing:
+        if method is Op.early:
             continue
         state.index = index
         try:
@@ -1856,6 +1856,8 @@ class _RootAhead:
                 self.facts = [op._host_facts() for op in ops]
             except SandboxError:
                 _empty_sysroot()       # the request builds its own
+        # What the early pass cached of the host may be stale by the request.
+        _known_dirs.clear()
 
     def wanted(self, cfg):
         return cfg["ops"] == self.records and cfg["parent_perm"] == 0o755
@@ -2309,6 +2311,7 @@ class _HelperServer:
         self.template = None  # (pid, socket) of the process that clones spares
         self.setting_up = {}  # fd -> socket of spares given a request, until set up
         self.spares_work = True
+        self.retired = False
         self.build_ahead = True   # whether spares build default_ops() ahead
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
@@ -2350,6 +2353,8 @@ class _HelperServer:
                         self.on_channel(fd)
                 except SandboxError:
                     pass       # a bad request: its sender hears of it or sees EOF
+            if self.retired and not self.by_pid:
+                os._exit(0)
 
     def start_template(self):
         """Fork the template: an idle copy of this process that clones the
@@ -2397,6 +2402,9 @@ class _HelperServer:
             for pid in list(self.by_pid) + [self.template[0]] + ([self.spare[0]] if self.spare else []):
                 os.kill(pid, signal.SIGKILL)
             os._exit(0)
+        if payload == b"R":
+            self.retire()
+            return
         try:
             key, quiet = _request_key(payload)
             chan = fds[1 if payload[:1] == b"M" else 0]
@@ -2438,6 +2446,16 @@ class _HelperServer:
         self.poller.register(chan, select.POLLIN)
         if not self.setting_up:
             self.make_spare()
+
+    def retire(self):
+        """The caller has moved on to another helper: make no more
+        containers, and exit once those running have ended."""
+        self.retired, self.spares_work = True, False
+        os.kill(self.template[0], signal.SIGKILL)
+        if self.spare is not None:
+            os.kill(self.spare[0], signal.SIGKILL)
+            self.spare[1].close()
+            self.spare = None
 
     def on_set_up(self, fd):
         """A spare's worker is done; it said what its request wanted."""
@@ -2526,22 +2544,27 @@ def _helper_main(control_fd):
 # among the objects that containers' inits touch, and every page an init
 # touches becomes its own (about 0.4 MiB more per idle sandbox).
 _HELPER_BOOT = """\
-import marshal, os, sys, types
+import marshal, os, signal, sys, types
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # the caller's SIG_IGN would reap it
 path, control_fd = sys.argv[1], int(sys.argv[2])
 r, w = os.pipe()
-if os.fork() == 0:
+pid = os.fork()
+if pid == 0:
+    status = 1
     try:
         os.close(r)
         with open(path, "rb") as f:
             code = marshal.dumps(compile(f.read(), path, "exec", dont_inherit=True))
         while code:
             code = code[os.write(w, code):]
+        status = 0
     finally:
-        os._exit(0)
+        os._exit(status)
 os.close(w)
 code = b"".join(iter(lambda: os.read(r, 1 << 20), b""))
 os.close(r)
-os.wait()
+if os.waitpid(pid, 0)[1] != 0:
+    os._exit(1)       # the caller falls back to forking itself
 module = types.ModuleType("sandbox_helper")
 module.__file__ = path
 sys.modules[module.__name__] = module
@@ -2557,37 +2580,49 @@ def _caller_identity():
     may unshare or setns after the helper started)."""
     namespaces = []
     for name in ("mnt", "net", "user"):
-        try:
-            namespaces.append(os.stat("/proc/self/ns/" + name).st_ino)
-        except OSError:
+        # A thread may unshare its own mount and network namespaces.
+        for directory in ("/proc/thread-self/ns/", "/proc/self/ns/"):
+            try:
+                namespaces.append(os.stat(directory + name).st_ino)
+                break
+            except OSError:
+                pass
+        else:
             namespaces.append(None)
     return (os.geteuid(), os.getegid(), tuple(namespaces))
 
 
 class _Helper:
-    """The caller's end of the helper process."""
+    """The caller's end of the helper process.  There is one per caller
+    identity; past _MAX_HELPERS the least recently used one is retired: it
+    makes no more containers and exits when those it runs have ended."""
 
     _lock = threading.Lock()
-    _by_identity = {}      # a caller that changes its ids or namespaces and
-                           # back reuses the helper it had; an old helper
-                           # lives on for the containers it still runs
+    _by_identity = {}      # identity -> helper, the most recently used last
+    _retired = []          # retired helpers, until they exit
+    _MAX_HELPERS = 4
 
     def __init__(self):
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.pid_owner = os.getpid()
-        self.sock = parent_end
-        self.mode = None
-        try:
-            if not self._exec(child_end) or not self._wait_ready():
-                self._fork(child_end)
-        finally:
-            child_end.close()
+        for start in (self._exec, self._fork):
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                self.mode = start(child_end)
+            finally:
+                child_end.close()      # a helper that dies is seen at once
+            if self.mode and self._ready(parent_end):
+                self.sock = parent_end
+                return
+            parent_end.close()
+        raise SandboxError("helper: could not start", errno.ECHILD)
 
     def _exec(self, child_end):
+        """Start a fresh interpreter as the helper; "exec", or None when
+        this interpreter cannot be run again."""
         path = globals().get("__file__")
         executable = sys.executable
         if not path or not path.endswith(".py") or not executable or not os.access(executable, os.X_OK):
-            return False
+            return None
         try:
             self.process = subprocess.Popen(
                 [executable, "-I", "-S", "-c", _HELPER_BOOT, os.path.abspath(path),
@@ -2595,23 +2630,11 @@ class _Helper:
                 pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, cwd="/")
         except OSError:
-            return False
-        self.mode = "exec"
-        return True
-
-    def _wait_ready(self):
-        ready, _, _ = select.select([self.sock], [], [], 30)
-        try:
-            answer = self.sock.recv(16) if ready else b""
-        except OSError:
-            answer = b""
-        if answer == b"ready":
-            return True
-        self.process.kill()
-        self.process.wait()
-        return False
+            return None
+        return "exec"
 
     def _fork(self, child_end):
+        """Fork this process as the helper; "fork"."""
         pid = os.fork()
         if pid == 0:
             try:
@@ -2626,32 +2649,63 @@ class _Helper:
                 _helper_main(fd)
             finally:
                 os._exit(1)
-        self.mode, self.process = "fork", pid
-        if self.sock.recv(16) != b"ready":
-            raise SandboxError("helper: could not start", errno.ECHILD)
+        self.process = pid
+        return "fork"
+
+    def _ready(self, sock):
+        ready, _, _ = select.select([sock], [], [], 30)
+        try:
+            answer = sock.recv(16) if ready else b""
+        except OSError:
+            answer = b""
+        if answer == b"ready":
+            return True
+        try:
+            if self.mode == "exec":
+                self.process.kill()
+            else:
+                os.kill(self.process, signal.SIGKILL)
+        except OSError:
+            pass
+        self._reap()
+        return False
+
+    def _reap(self):
+        try:
+            self.process.wait() if self.mode == "exec" else os.waitpid(self.process, 0)
+        except OSError:
+            pass
 
     def alive(self):
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)
         if not any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0)):
             return True
-        try:   # reap it
-            self.process.wait() if self.mode == "exec" else os.waitpid(self.process, 0)
-        except OSError:
-            pass
+        self._reap()
         return False
 
     def submit(self, payload, fds):
         with self._lock:
             _send_fds(self.sock, payload, fds)
 
+    def _retire(self):
+        try:
+            _send_fds(self.sock, b"R", [])
+        except OSError:
+            pass
+        _Helper._retired.append(self)
+
     @classmethod
     def get(cls):
         identity = _caller_identity()
         with cls._lock:
-            helper = cls._by_identity.get(identity)
+            cls._retired = [helper for helper in cls._retired if helper.alive()]
+            helper = cls._by_identity.pop(identity, None)
             if helper is None or helper.pid_owner != os.getpid() or not helper.alive():
-                helper = cls._by_identity[identity] = cls()
+                helper = cls()
+            cls._by_identity[identity] = helper
+            while len(cls._by_identity) > cls._MAX_HELPERS:
+                cls._by_identity.pop(next(iter(cls._by_identity)))._retire()
             return helper
 
     @classmethod
@@ -2661,12 +2715,12 @@ class _Helper:
 
     @classmethod
     def _forget_after_fork(cls):
-        """In a forked child: the parent's helper is not ours; holding its
-        socket would keep it alive after the parent exits."""
+        """In a forked child: the parent's helpers are not ours; holding
+        their sockets would keep them alive after the parent exits."""
         cls._lock = threading.Lock()
-        for helper in cls._by_identity.values():
+        for helper in list(cls._by_identity.values()) + cls._retired:
             helper.sock.close()
-        cls._by_identity = {}
+        cls._by_identity, cls._retired = {}, []
 
 
 os.register_at_fork(after_in_child=_Helper._forget_after_fork)

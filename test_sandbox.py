@@ -1772,10 +1772,120 @@ def test_a_root_built_ahead_is_rebuilt_when_the_host_changed():
         assert not os.path.exists(sysroot + "/tmp/marker")    # built again
         assert os.readlink(sysroot + "/bin") == "usr/sbin"
         assert os.path.isdir(sysroot + "/usr") and os.path.exists(sysroot + "/dev/null")
+        # A host directory that became a symlink (say, a /usr merge) while
+        # the spare waited is followed by the next request, whatever it is.
+        os.makedirs(host + "/usr/share")
+        with open(host + "/usr/share/marker", "w") as f:
+            f.write("merged\n")
+        sandbox._empty_sysroot()
+        ahead = sandbox._RootAhead(True)
+        assert ahead.facts is not None
+        os.rename(host + "/usr", host + "/usr.old")
+        os.symlink("/usr.old", host + "/usr")
+        custom = sandbox.Bind("/usr/share/marker", "/marker")
+        sandbox._build_root([custom], state, ahead, wanted=False)
+        with open(sysroot + "/marker") as f:
+            assert f.read() == "merged\n"
     try:
         _run_forked(body, drop=False)
     finally:
         subprocess.run(["rm", "-rf", base], check=True)
+
+
+def test_a_thread_in_its_own_mount_namespace_gets_its_own_helper():
+    if os.geteuid() != 0:
+        pytest.skip("mounting in a thread's own mount namespace needs root")
+    directory = tempfile.mkdtemp(prefix="sandbox-thread-ns-")
+
+    def body():
+        ops = sandbox.default_ops().bind(directory, "/x")
+        seen = {}
+
+        def in_thread():
+            assert sandbox._libc.unshare(sandbox.CLONE_NEWNS) == 0
+            assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
+            assert sandbox._libc.mount(b"tmpfs", directory.encode(), b"tmpfs", 0, None) == 0
+            with open(os.path.join(directory, "marker"), "w") as f:
+                f.write("thread\n")
+            seen["thread"] = sandbox.run(["/bin/ls", "/x"], ops=ops, capture_output=True).stdout
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join()
+        seen["main"] = sandbox.run(["/bin/ls", "/x"], ops=ops, capture_output=True).stdout
+        assert seen == {"thread": b"marker\n", "main": b""}
+    try:
+        _run_forked(body, drop=False)
+    finally:
+        os.rmdir(directory)
+
+
+def test_helpers_past_the_limit_retire_when_their_containers_end():
+    """Each new network namespace gets a helper; past four, the least
+    recently used retires: it keeps running the containers it has and
+    exits when they end, and one with none exits at once."""
+    if os.geteuid() != 0:
+        pytest.skip("unsharing the network namespace needs root")
+
+    def body():
+        first = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        first.start()
+        first.serve()
+        helpers = [sandbox._Helper.current()]
+        for _ in range(5):
+            assert sandbox._libc.unshare(sandbox.CLONE_NEWNET) == 0
+            assert sandbox.run(["/bin/true"]).returncode == 0
+            helpers.append(sandbox._Helper.current())
+        assert len(set(map(id, helpers))) == 6 and len(sandbox._Helper._by_identity) == 4
+
+        def settled(expected):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if [h.alive() for h in helpers] == expected:
+                    return True
+                time.sleep(0.05)
+            return [h.alive() for h in helpers]
+        assert settled([True, False, True, True, True, True]) is True
+        with pytest.raises(subprocess.TimeoutExpired):
+            first.wait(timeout=0.1)                  # still running
+        first.kill()
+        assert first.wait(timeout=10) == 128 + 9
+        assert settled([False, False, True, True, True, True]) is True
+    _run_forked(body, drop=False)
+
+
+def test_a_caller_ignoring_sigchld_still_gets_an_exec_helper():
+    script = textwrap.dedent("""\
+        import signal, sys; sys.path.insert(0, %r)
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        import sandbox
+        print(sandbox.run(["/bin/echo", "ok"], capture_output=True).stdout.decode().strip())
+        print(sandbox._Helper.current().mode)
+        """ % HERE)
+    cp = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, timeout=60)
+    assert (cp.stdout.split(), cp.stderr) == ([b"ok", b"exec"], b""), cp
+
+
+def test_a_helper_that_cannot_start_is_replaced_at_once_by_a_fork():
+    """A vendored file removed after import: the fresh interpreter cannot
+    load it and exits, and the caller forks its helper instead (at once: it
+    holds no end of the socket that would hide the exit)."""
+    directory = tempfile.mkdtemp(prefix="sandbox-gone-")
+    try:
+        path = os.path.join(directory, "sandbox.py")
+        with open(SANDBOX_PY, "rb") as src, open(path, "wb") as dst:
+            dst.write(src.read())
+        script = textwrap.dedent("""\
+            import importlib.util, os, sys, time
+            spec = importlib.util.spec_from_file_location("gone", %r)
+            m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+            os.unlink(%r)
+            print(m.run(["/bin/echo", "ok"], capture_output=True).stdout.decode().strip())
+            print(m._Helper.current().mode)
+            """ % (path, path))
+        cp = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, timeout=60)
+        assert (cp.stdout.split(), cp.stderr) == ([b"ok", b"fork"], b""), cp
+    finally:
+        subprocess.run(["rm", "-rf", directory])
 
 
 def test_a_forked_child_lets_go_of_its_parents_helper():
