@@ -1284,17 +1284,19 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
                   (os.ST_RELATIME, MS_RELATIME))
 
 
-def _bind_mount(source, target, flags, what):
+def _bind_mount(source, target, flags, what, alone=False):
     """Bind source on target recursively, then give every mount at or under
     target nosuid, and ro unless writable, and nodev unless device.  The
-    flags a mount already has are kept: in a user namespace they are locked."""
+    flags a mount already has are kept: in a user namespace they are locked.
+    `alone`: nothing is mounted under source, so only target's own mount
+    is remounted."""
     _mount(source, target, None, MS_BIND | MS_REC, None, what)
     extra = MS_NOSUID
     if not flags & BindWritable:
         extra |= MS_RDONLY
     if not flags & BindDevice:
         extra |= MS_NODEV
-    if not os.path.isdir(target):
+    if alone or not os.path.isdir(target):
         # Nothing can be mounted under a file: no need to read mountinfo.
         current = os.statvfs(target).f_flag
         flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
@@ -1408,8 +1410,9 @@ class Bind(Op):
         what = self.what
         source = self._resolved
         target = _resolve_in_root(_SYSROOT, self.target)
+        is_dir = os.path.isdir(source)
         try:
-            if os.path.isdir(source):
+            if is_dir:
                 _make_dirs(target, 0o700)
             else:
                 _make_dirs(os.path.dirname(target), 0o700)
@@ -1417,7 +1420,8 @@ class Bind(Op):
                     _touch(target, 0o444)
         except OSError as err:
             _fail("%s: creating %r" % (what, self.target), err.errno)
-        _bind_mount(source, target, self.flags, what)
+        _bind_mount(source, target, self.flags, what,
+                    alone=not is_dir or not state.host_mounts_under(source))
 
 
 class Proc(Op):
@@ -1757,6 +1761,16 @@ class _SetupState:
         self.parent_perm = cfg["parent_perm"]
         self.stdout_fd = stdout_fd
         self.index = 0
+        self._host_mountpoints = None
+
+    def host_mounts_under(self, path):
+        """Whether anything is mounted strictly under `path` (a path under
+        /host).  The host's mount table is read once per setup: binds that
+        bring no submounts then cost no more as the table grows."""
+        if self._host_mountpoints is None:
+            self._host_mountpoints = [e.mountpoint for e in _read_mountinfo(_HOST + "/")]
+        prefix = path.rstrip("/") + "/"
+        return any(mountpoint.startswith(prefix) for mountpoint in self._host_mountpoints)
 
 
 def _send(chan, *message):

@@ -637,6 +637,24 @@ def test_each_operation_as_seen_in_mountinfo(as_user):
     as_user(body)
 
 
+def test_a_bind_with_nothing_mounted_under_it_gets_its_flags(as_user):
+    """Without submounts a bind is remounted alone (no mountinfo read):
+    still nosuid and nodev, and ro unless writable."""
+    def body():
+        top = tempfile.mkdtemp(prefix="sandbox-plain-")
+        try:
+            ops = sandbox.default_ops().bind(top, "/ro").bind(top, "/rw", sandbox.BindWritable)
+            mounts = mountinfo_inside(ops)
+            assert {"ro", "nosuid", "nodev"} <= set(mounts["/ro"].options)
+            assert {"rw", "nosuid", "nodev"} <= set(mounts["/rw"].options)
+            out = sh("touch /ro/x 2>&1; touch /rw/y && echo wrote", ops=ops)
+            assert "Read-only file system" in out and "wrote" in out
+            assert os.listdir(top) == ["y"]
+        finally:
+            subprocess.run(["rm", "-rf", top])
+    as_user(body)
+
+
 def test_read_only_binds_hold_including_submounts():
     # A submount of a bound directory must come out read-only too; making
     # one needs root on the host, so this test builds it and cleans up.
