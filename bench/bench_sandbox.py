@@ -274,43 +274,38 @@ def least_squares_slope(points):
 
 
 def bench_scale():
-    """Time per sandbox with 1, 10 and 100 extra operations (issue 5), and
-    1000: at 100 the whole difference is under a millisecond, about the
-    noise of one run on a shared machine, so the slope is fitted over all
-    four medians."""
-    ours_points, theirs_points = [], []
-    for extra in (1, 10, 100, 1000):
-        ops = sandbox.default_ops()
-        for i in range(extra):
-            ops.mkdir("/tmp/d%d" % i, 0o755)
-        ours = lambda: sandbox.run(["/bin/true"], ops=ops)
-        extra_args = []
-        for i in range(extra):
-            extra_args += ["--dir", "/tmp/d%d" % i]
-        theirs = (lambda: subprocess.run(bwrap_args(extra_args + ["/bin/true"]))) if BWRAP else None
-        a, b, ratios = interleaved(ours, theirs, max(10, ROUNDS // 4))
-        ours_points.append((extra, statistics.median(a)))
-        if b:
-            theirs_points.append((extra, statistics.median(b)))
-        row("scale", "%d extra operations (--dir)" % extra, median_ms(a),
-            median_ms(b) if b else "absent", ratio_text(ratios))
-    ours_slope = least_squares_slope(ours_points)
-    theirs_slope = least_squares_slope(theirs_points) if theirs_points else None
-    row("scale", "slope per operation (least squares)", "%.1f us" % (ours_slope * 1e6),
-        "%.1f us" % (theirs_slope * 1e6) if theirs_slope else "absent",
-        "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
-    # Binds read the mount table each time, here as in bubblewrap: both grow
-    # faster than linearly, so this row compares them at one size.
-    ops = sandbox.default_ops()
-    extra_args = []
-    for i in range(100):
-        ops.bind("/usr/share", "/tmp/b%d" % i)
-        extra_args += ["--ro-bind", "/usr/share", "/tmp/b%d" % i]
-    ours = lambda: sandbox.run(["/bin/true"], ops=ops)
-    theirs = (lambda: subprocess.run(bwrap_args(extra_args + ["/bin/true"]))) if BWRAP else None
-    a, b, ratios = interleaved(ours, theirs, max(10, ROUNDS // 10))
-    row("scale", "100 extra operations (--ro-bind)", median_ms(a),
-        median_ms(b) if b else "absent", ratio_text(ratios))
+    """Time per sandbox with 1, 10 and 100 extra operations (issue 5) of two
+    kinds.  For directories also 1000: at 100 the whole difference is under
+    a millisecond, about the noise of one run on a shared machine, so the
+    slope is fitted over all the medians.  bubblewrap reads the mount table
+    for every bind, so its binds grow faster than linearly."""
+    kinds = (("--dir", (1, 10, 100, 1000), max(10, ROUNDS // 4),
+              lambda ops, i: ops.mkdir("/tmp/d%d" % i, 0o755),
+              lambda i: ["--dir", "/tmp/d%d" % i]),
+             ("--ro-bind", (1, 10, 100), max(10, ROUNDS // 10),
+              lambda ops, i: ops.bind("/usr/share", "/tmp/b%d" % i),
+              lambda i: ["--ro-bind", "/usr/share", "/tmp/b%d" % i]))
+    for option, sizes, rounds, add_op, bwrap_op in kinds:
+        ours_points, theirs_points = [], []
+        for extra in sizes:
+            ops = sandbox.default_ops()
+            extra_args = []
+            for i in range(extra):
+                add_op(ops, i)
+                extra_args += bwrap_op(i)
+            ours = lambda: sandbox.run(["/bin/true"], ops=ops)
+            theirs = (lambda: subprocess.run(bwrap_args(extra_args + ["/bin/true"]))) if BWRAP else None
+            a, b, ratios = interleaved(ours, theirs, rounds)
+            ours_points.append((extra, statistics.median(a)))
+            if b:
+                theirs_points.append((extra, statistics.median(b)))
+            row("scale", "%d extra operations (%s)" % (extra, option), median_ms(a),
+                median_ms(b) if b else "absent", ratio_text(ratios))
+        ours_slope = least_squares_slope(ours_points)
+        theirs_slope = least_squares_slope(theirs_points) if theirs_points else None
+        row("scale", "slope per %s (least squares)" % option, "%.1f us" % (ours_slope * 1e6),
+            "%.1f us" % (theirs_slope * 1e6) if theirs_slope else "absent",
+            "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
 
 
 def main():
