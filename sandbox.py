@@ -1285,25 +1285,29 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
 
 
 def _bind_mount(source, target, flags, what, alone=False):
-    """Bind source on target recursively, then give every mount at or under
-    target nosuid, and ro unless writable, and nodev unless device.  The
-    flags a mount already has are kept: in a user namespace they are locked.
-    `alone`: nothing is mounted under source, so only target's own mount
-    is remounted."""
-    _mount(source, target, None, MS_BIND | MS_REC, None, what)
+    """Bind source on target, then give every mount at or under target
+    nosuid, and ro unless writable, and nodev unless device.  The flags a
+    mount already has are kept: in a user namespace they are locked.
+    `alone` (a file, or a directory with nothing mounted under it): bind
+    source by itself and remount just that; a mount appearing under source
+    meanwhile is then not brought along unremounted.  Otherwise the bind is
+    recursive and every mount under target is found in mountinfo."""
     extra = MS_NOSUID
     if not flags & BindWritable:
         extra |= MS_RDONLY
     if not flags & BindDevice:
         extra |= MS_NODEV
-    if alone or not os.path.isdir(target):
-        # Nothing can be mounted under a file: no need to read mountinfo.
+    _forget_under(target)
+    if alone and _libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) == 0:
         current = os.statvfs(target).f_flag
         flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
         _check(_libc.mount(None, os.fsencode(target), None,
                            MS_BIND | MS_REMOUNT | flags_now | extra, None),
                "%s: remounting %s" % (what, _q(target)))
         return
+    # (A bind alone fails with EINVAL when something locked is mounted
+    # under source after all: then it is done recursively.)
+    _mount(source, target, None, MS_BIND | MS_REC, None, what)
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
         canonical = os.readlink("%s/self/fd/%d" % (_proc, fd))
@@ -1505,7 +1509,7 @@ class Dev(Op):
         for node in _DEV_NODES:
             _touch(target + "/" + node, 0o444)
             _bind_mount(_HOST + "/dev/" + node, target + "/" + node,
-                        BindWritable | BindDevice, "%s: %s" % (what, node))
+                        BindWritable | BindDevice, "%s: %s" % (what, node), alone=True)
         for name, link in _DEV_LINKS:
             os.symlink(link, target + "/" + name)
         os.mkdir(target + "/shm", 0o1777)
@@ -1515,7 +1519,7 @@ class Dev(Op):
         if self._console:
             _touch(target + "/console", 0o444)
             _bind_mount(self._console, target + "/console",
-                        BindWritable | BindDevice, what + ": console")
+                        BindWritable | BindDevice, what + ": console", alone=True)
 
 
 class Link(Op):
@@ -1629,7 +1633,7 @@ class Place(Op):
                 _touch(target, 0o444)
         except OSError as err:
             _fail(what, err.errno)
-        _bind_mount(staging, target, 0, what)
+        _bind_mount(staging, target, 0, what, alone=True)
         os.unlink(staging)
 
 

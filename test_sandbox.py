@@ -655,6 +655,36 @@ def test_a_bind_with_nothing_mounted_under_it_gets_its_flags(as_user):
     as_user(body)
 
 
+def test_a_bind_thought_alone_falls_back_to_recursive_when_it_is_not():
+    """Between reading the host's mount table and binding, something may
+    be mounted under the source.  Binding it alone then fails (the new
+    mount is locked in a user namespace) and the bind is made recursively,
+    its submount read-only too.  Shown with _bind_mount called as if the
+    source had nothing under it, in a user and mount namespace of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a host submount needs root")
+    top = tempfile.mkdtemp(prefix="sandbox-alone-")
+    target = tempfile.mkdtemp(prefix="sandbox-alone-target-")
+    os.mkdir(os.path.join(top, "sub"))
+    subprocess.run(["mount", "-t", "tmpfs", "subtest", os.path.join(top, "sub")], check=True)
+    try:
+        def body():
+            assert sandbox._libc.unshare(sandbox.CLONE_NEWUSER | sandbox.CLONE_NEWNS) == 0
+            sandbox._map_identity(0, 0, 0, 0)
+            assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
+            assert sandbox._libc.mount(b"tmpfs", target.encode(), b"tmpfs", 0, None) == 0
+            os.mkdir(target + "/t")
+            sandbox._bind_mount(top, target + "/t", 0, "test bind", alone=True)
+            with open("/proc/self/mountinfo") as f:
+                mounts = {e.mountpoint: e for e in sandbox.parse_mountinfo(f.read())}
+            assert "ro" in mounts[target + "/t"].options
+            assert "ro" in mounts[target + "/t/sub"].options
+        _run_forked(body, drop=False)
+    finally:
+        subprocess.run(["umount", os.path.join(top, "sub")], check=True)
+        subprocess.run(["rm", "-rf", top, target], check=True)
+
+
 def test_read_only_binds_hold_including_submounts():
     # A submount of a bound directory must come out read-only too; making
     # one needs root on the host, so this test builds it and cleans up.
