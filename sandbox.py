@@ -1081,7 +1081,9 @@ class MountInfo(tuple):
 
 def parse_mountinfo(text):
     entries = []
-    for line in text.splitlines():
+    # Only "\n" ends a line: the kernel escapes it but not "\r", "\x1c" and
+    # the other characters str.splitlines() would also split at.
+    for line in text.split("\n"):
         if not line:
             continue
         fields = line.split(" ")
@@ -1123,7 +1125,7 @@ def _read_mountinfo(under):
     keeps a bind's cost flat as the table grows (mounts_under() decides)."""
     fd = os.open(_proc + "/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
     needle = "".join(_MOUNTINFO_ESCAPES.get(c, c) for c in under)
-    return parse_mountinfo("\n".join(line for line in os.fsdecode(_read_all(fd)).splitlines()
+    return parse_mountinfo("\n".join(line for line in os.fsdecode(_read_all(fd)).split("\n")
                                       if needle in line))
 
 
@@ -1284,6 +1286,14 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
                   (os.ST_RELATIME, MS_RELATIME))
 
 
+def _make_private(target, rec, what):
+    """A bound copy of a host mount is a slave of it: what the host mounts
+    under it later would appear inside, unremounted.  Private, it gets
+    nothing more."""
+    _check(_libc.mount(None, os.fsencode(target), None, MS_PRIVATE | rec, None),
+           "%s: making %s private" % (what, _q(target)))
+
+
 def _bind_mount(source, target, flags, what, alone=False):
     """Bind source on target, then give every mount at or under target
     nosuid, and ro unless writable, and nodev unless device.  The flags a
@@ -1299,6 +1309,7 @@ def _bind_mount(source, target, flags, what, alone=False):
         extra |= MS_NODEV
     _forget_under(target)
     if alone and _libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) == 0:
+        _make_private(target, 0, what)
         current = os.statvfs(target).f_flag
         flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
         _check(_libc.mount(None, os.fsencode(target), None,
@@ -1308,6 +1319,7 @@ def _bind_mount(source, target, flags, what, alone=False):
     # (A bind alone fails with EINVAL when something locked is mounted
     # under source after all: then it is done recursively.)
     _mount(source, target, None, MS_BIND | MS_REC, None, what)
+    _make_private(target, MS_REC, what)
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
         canonical = os.readlink("%s/self/fd/%d" % (_proc, fd))

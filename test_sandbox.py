@@ -504,6 +504,10 @@ def test_mountinfo_parsing_decodes_escapes_and_optional_fields():
     assert sandbox._mount_flags(entries[3].options) == sandbox.MS_RDONLY | sandbox.MS_NODEV | sandbox.MS_NOATIME
     with pytest.raises(sandbox.SandboxError, match="mountinfo"):
         sandbox.parse_mountinfo("garbage line\n")
+    # Characters the kernel leaves unescaped stay inside their line.
+    odd = "45 27 0:43 / /odd\rdir rw - tmpfs fs\x1cname\u2028x rw\n"
+    entry, = sandbox.parse_mountinfo(odd)
+    assert (entry.mountpoint, entry.source) == ("/odd\rdir", "fs\x1cname\u2028x")
 
 
 def test_mounts_under_skips_covered_mounts():
@@ -683,6 +687,86 @@ def test_a_bind_thought_alone_falls_back_to_recursive_when_it_is_not():
     finally:
         subprocess.run(["umount", os.path.join(top, "sub")], check=True)
         subprocess.run(["rm", "-rf", top, target], check=True)
+
+
+def test_an_oddly_named_host_mount_breaks_nothing():
+    """A mount whose source name holds characters mountinfo does not escape
+    (a FUSE user can choose it): sandboxes still start."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting on the host needs root")
+    directory = tempfile.mkdtemp(prefix="sandbox-odd-")
+    subprocess.run(["mount", "-t", "tmpfs", "fs\x1cname\rx", directory], check=True)
+    try:
+        def body():
+            assert run_ok(["/bin/echo", "ran"]) == "ran\n"
+            ops = sandbox.default_ops().bind(directory, "/odd")
+            assert run_ok(["/bin/ls", "-a", "/odd"], ops=ops) == ".\n..\n"
+        body()
+        _run_forked(body, drop=True)
+    finally:
+        subprocess.run(["umount", directory], check=True)
+        os.rmdir(directory)
+
+
+def test_host_mounts_made_after_setup_do_not_appear_inside():
+    """A bound directory that is a shared mount on the host: a mount made
+    under it later would propagate into the sandbox, writable under a
+    read-only bind, if the binds stayed its slaves."""
+    if os.geteuid() != 0:
+        pytest.skip("making a shared mount on the host needs root")
+    source = tempfile.mkdtemp(prefix="sandbox-shared-")
+    later = os.path.join(source, "sub")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "shared-src", source], check=True)
+    subprocess.run(["mount", "--make-shared", source], check=True)
+    os.mkdir(later)
+
+    def scenario(mount_later):
+        go_r, go_w = os.pipe()
+        out_r, out_w = os.pipe()
+        c = sandbox.Container("/bin/sh", "-c", "read go <&3; grep ' /data/sub ' /proc/self/mountinfo;"
+                              " touch /data/sub/x 2>&1; true",
+                              ops=sandbox.default_ops().bind(source, "/data"))
+        c.env, c.extra_files, c.stdout, c.stderr = ENV, [go_r], out_w, out_w
+        c.start()
+        c.serve()
+        os.close(go_r)
+        os.close(out_w)
+        mount_later()
+        os.write(go_w, b"go\n")
+        os.close(go_w)
+        assert c.wait(timeout=30) == 0
+        output = sandbox._read_all(out_r).decode()
+        assert output.startswith("touch:") and "Read-only file system" in output, output
+
+    def mount():
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "later", later], check=True)
+    try:
+        scenario(mount)
+        subprocess.run(["umount", later], check=True)
+        # The same for a container of uid 65534, the mount still made by root.
+        asked_r, asked_w = os.pipe()
+        done_r, done_w = os.pipe()
+
+        def mount_when_asked():
+            if os.read(asked_r, 1):
+                mount()
+                os.write(done_w, b"x")
+        mounter = threading.Thread(target=mount_when_asked)
+        mounter.start()
+
+        def ask():
+            os.write(asked_w, b"x")
+            assert os.read(done_r, 1) == b"x"
+        try:
+            _run_forked(lambda: scenario(ask), drop=True)
+        finally:
+            os.close(asked_w)
+            mounter.join()
+            for fd in (asked_r, done_r, done_w):
+                os.close(fd)
+    finally:
+        subprocess.run(["umount", "-R", source], check=True)
+        os.rmdir(source)
 
 
 def test_read_only_binds_hold_including_submounts():
