@@ -2257,6 +2257,20 @@ _MAX_FDS = 250
 _INLINE_LIMIT = 32768
 
 
+def _ready_fds(reading, writing=(), timeout=None):
+    """select() for fds of any number: those of `reading` that can be read
+    (or are at end of file) and those of `writing` that can be written,
+    waiting at most `timeout` seconds (None: until one can)."""
+    poller = select.poll()
+    for fd in reading:
+        poller.register(fd, select.POLLIN)
+    for fd in writing:
+        poller.register(fd, select.POLLOUT)
+    events = poller.poll(None if timeout is None else max(int(timeout * 1000 + 0.999), 0))
+    return ([fd for fd, _ in events if fd in reading],
+            [fd for fd, _ in events if fd in writing])
+
+
 def _send_fds(sock, payload, fds):
     fds = [fd for fd in fds if fd is not None]
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("%di" % len(fds), *fds))]
@@ -2429,8 +2443,9 @@ class _HelperServer:
     def on_request(self):
         payload, fds = _recv_fds(self.control)
         if not payload:      # the caller is gone: so are its containers
-            for pid in list(self.by_pid) + [self.template[0]] + ([self.spare[0]] if self.spare else []):
-                os.kill(pid, signal.SIGKILL)
+            for pid in (list(self.by_pid) + ([self.template[0]] if self.template else [])
+                        + ([self.spare[0]] if self.spare else [])):
+                os.kill(pid, signal.SIGKILL)    # (each unreaped: the pid is still its own)
             os._exit(0)
         if payload == b"R":
             self.retire()
@@ -2481,7 +2496,10 @@ class _HelperServer:
         """The caller has moved on to another helper: make no more
         containers, and exit once those running have ended."""
         self.retired, self.spares_work = True, False
-        os.kill(self.template[0], signal.SIGKILL)
+        if self.template is not None:
+            os.kill(self.template[0], signal.SIGKILL)
+            self.template[1].close()
+            self.template = None
         if self.spare is not None:
             os.kill(self.spare[0], signal.SIGKILL)
             self.spare[1].close()
@@ -2512,8 +2530,9 @@ class _HelperServer:
                 return
             if pid == 0:
                 return
-            if pid == self.template[0]:
-                self.spares_work = False
+            if self.template is not None and pid == self.template[0]:
+                self.template[1].close()
+                self.template, self.spares_work = None, False
             if self.spare is not None and pid == self.spare[0]:
                 # A shell that dies unused will not work next time either:
                 # clone per request from now on (and report why there).
@@ -2683,7 +2702,7 @@ class _Helper:
         return "fork"
 
     def _ready(self, sock):
-        ready, _, _ = select.select([sock], [], [], 30)
+        ready, _ = _ready_fds([sock.fileno()], timeout=30)
         try:
             answer = sock.recv(16) if ready else b""
         except OSError:
@@ -2707,16 +2726,14 @@ class _Helper:
             pass
 
     def alive(self):
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        if not any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0)):
-            return True
+        """Whether the helper runs; one that has exited is reaped."""
+        if self.sock.fileno() < 0:
+            return False
+        if not _ready_fds([self.sock.fileno()], timeout=0)[0]:
+            return True        # (a live helper never writes to this socket)
         self._reap()
+        self.sock.close()
         return False
-
-    def submit(self, payload, fds):
-        with self._lock:
-            _send_fds(self.sock, payload, fds)
 
     def _retire(self):
         try:
@@ -2726,7 +2743,10 @@ class _Helper:
         _Helper._retired.append(self)
 
     @classmethod
-    def get(cls):
+    def submit(cls, payload, fds):
+        """Send a request to this caller's helper, starting it if need be.
+        Finding the helper and sending are one step: a helper retired by
+        another thread in between would exit without reading the request."""
         identity = _caller_identity()
         with cls._lock:
             cls._retired = [helper for helper in cls._retired if helper.alive()]
@@ -2736,7 +2756,7 @@ class _Helper:
             cls._by_identity[identity] = helper
             while len(cls._by_identity) > cls._MAX_HELPERS:
                 cls._by_identity.pop(next(iter(cls._by_identity)))._retire()
-            return helper
+            _send_fds(helper.sock, payload, fds)
 
     @classmethod
     def current(cls):
@@ -3002,7 +3022,7 @@ class Container:
         try:
             for attempt in (1, 2):
                 try:
-                    _Helper.get().submit(payload, fds)
+                    _Helper.submit(payload, fds)
                     break
                 except (BrokenPipeError, ConnectionResetError):
                     if attempt == 2:
@@ -3016,10 +3036,8 @@ class Container:
     def _receive(self, timeout=None):
         """The next message from the container's channel; ("eof",) when it
         closed; None on timeout."""
-        if timeout is not None:
-            ready, _, _ = select.select([self._chan], [], [], max(timeout, 0))
-            if not ready:
-                return None
+        if timeout is not None and not _ready_fds([self._chan.fileno()], timeout=timeout)[0]:
+            return None
         try:
             data = self._chan.recv(65536)
         except OSError:
@@ -3203,8 +3221,8 @@ def _communicate(container, pipes, input, timeout):
                 b"".join(chunks["stdout"]) if "stdout" in chunks else None,
                 b"".join(chunks["stderr"]) if "stderr" in chunks else None)
         watch_read = list(reading) + ([status_fd] if container.returncode is None else [])
-        ready_r, ready_w, _ = select.select(watch_read, [writing] if writing is not None else [],
-                                            [], remaining)
+        ready_r, ready_w = _ready_fds(watch_read, [writing] if writing is not None else [],
+                                      remaining)
         for fd in ready_r:
             if fd == status_fd:
                 container._handle(container._receive())

@@ -1985,6 +1985,47 @@ def test_helpers_past_the_limit_retire_when_their_containers_end():
     _run_forked(body, drop=False)
 
 
+def test_a_helper_whose_template_died_still_retires_cleanly():
+    if os.geteuid() != 0:
+        pytest.skip("unsharing the network namespace needs root")
+
+    def body():
+        c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        c.start()
+        c.serve()
+        helper = sandbox._Helper.current()
+        pid = helper.process.pid if helper.mode == "exec" else helper.process
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = f.read().split()
+        own_pid_ns = os.readlink("/proc/self/ns/pid")
+        template, = [int(p) for p in children if os.readlink("/proc/%s/ns/pid" % p) == own_pid_ns]
+        os.kill(template, signal.SIGKILL)       # (say, the OOM killer)
+        while os.path.exists("/proc/%d" % template):
+            time.sleep(0.01)                     # until the helper has reaped it
+        for _ in range(4):
+            assert sandbox._libc.unshare(sandbox.CLONE_NEWNET) == 0
+            assert sandbox.run(["/bin/true"]).returncode == 0
+        assert sandbox._Helper.current() is not helper
+        with pytest.raises(subprocess.TimeoutExpired):
+            c.wait(timeout=0.2)                  # the retired helper still runs it
+        c.kill()
+        assert c.wait(timeout=10) == 128 + 9
+    _run_forked(body, drop=False)
+
+
+def test_a_caller_with_over_1024_fds_is_served():
+    script = textwrap.dedent("""\
+        import os, resource, sys; sys.path.insert(0, %r)
+        import sandbox
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        keep = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+        cp = sandbox.run(["/bin/cat"], input=b"through", capture_output=True, timeout=60)
+        print(cp.stdout.decode(), keep[-1] > 1024)
+        """ % HERE)
+    cp = subprocess.run([sys.executable, "-B", "-c", script], capture_output=True, timeout=120)
+    assert (cp.stdout.split(), cp.stderr) == ([b"through", b"True"], b""), cp
+
+
 def test_a_caller_ignoring_sigchld_still_gets_an_exec_helper():
     script = textwrap.dedent("""\
         import signal, sys; sys.path.insert(0, %r)
