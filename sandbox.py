@@ -94,6 +94,7 @@ MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
+MS_NOSYMFOLLOW = 0x100
 MS_NOATIME = 0x400
 MS_NODIRATIME = 0x800
 MS_BIND = 0x1000
@@ -104,6 +105,7 @@ MS_SLAVE = 0x80000
 MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MNT_DETACH = 2
+ST_NOSYMFOLLOW = 0x2000       # statvfs's flag for it (os has none)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -1157,7 +1159,7 @@ def mounts_under(entries, path):
 _MOUNT_OPTION_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV,
                        "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
                        "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME,
-                       "strictatime": MS_STRICTATIME}
+                       "strictatime": MS_STRICTATIME, "nosymfollow": MS_NOSYMFOLLOW}
 
 
 def _mount_flags(options):
@@ -1283,7 +1285,7 @@ def _touch(path, mode):
 _STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
                   (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
                   (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
-                  (os.ST_RELATIME, MS_RELATIME))
+                  (os.ST_RELATIME, MS_RELATIME), (ST_NOSYMFOLLOW, MS_NOSYMFOLLOW))
 
 
 def _make_private(target, rec, what):

@@ -769,6 +769,29 @@ def test_host_mounts_made_after_setup_do_not_appear_inside():
         os.rmdir(source)
 
 
+def test_binds_keep_nosymfollow():
+    """nosymfollow is not locked in a user namespace, so a remount that
+    left it out would drop it silently; both ways of binding keep it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting on the host needs root")
+    top = tempfile.mkdtemp(prefix="sandbox-nosymfollow-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nosymfollow,mode=0755", "nsf", top], check=True)
+    os.mkdir(os.path.join(top, "sub"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "nosymfollow,mode=0755", "nsf-sub",
+                    os.path.join(top, "sub")], check=True)
+    try:
+        def body():
+            ops = sandbox.default_ops().bind(top, "/all").bind(os.path.join(top, "sub"), "/alone")
+            mounts = mountinfo_inside(ops)
+            for path in ("/all", "/all/sub", "/alone"):
+                assert "nosymfollow" in mounts[path].options, (path, mounts[path])
+        body()
+        _run_forked(body, drop=True)
+    finally:
+        subprocess.run(["umount", "-R", top], check=True)
+        os.rmdir(top)
+
+
 def test_read_only_binds_hold_including_submounts():
     # A submount of a bound directory must come out read-only too; making
     # one needs root on the host, so this test builds it and cleans up.
