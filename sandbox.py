@@ -1736,14 +1736,16 @@ def _op_record(op):
 # clone() with every namespace flag makes a child that is PID 1 of the new
 # PID namespace.  Its setup has two halves.  The shell depends only on the
 # ids it maps, on whether it keeps the terminal and the network, and on the
-# seccomp policy: it maps the ids, drops the bounding set, makes / rslave,
-# mounts the intermediate root and pivots into it (host under /host), and
-# brings lo up.  PID 1 then forks a worker for the file system (the
-# operations and the second pivot_root) and meanwhile sets no_new_privs and
-# loads the seccomp filter; when the worker hands over the command's fds
-# and exits, PID 1 drops its capabilities, spawns the command and reaps
-# until everything has exited.  Setup's Python work is done in the worker,
-# whose pages go when it exits, so an idle init stays small.  The helper
+# seccomp policy.  PID 1 sets what is its own (signals, parent-death signal,
+# session, dumpable, bounding set, cgroup) and forks a worker, which sets
+# what the namespaces share: it maps the ids, makes / rslave, mounts the
+# intermediate root and pivots into it (host under /host), and brings lo up.
+# The second half is the worker's: the file system (the operations and the
+# second pivot_root).  Meanwhile PID 1 sets no_new_privs and loads the
+# seccomp filter; when the worker hands over the command's fds and exits,
+# PID 1 drops its capabilities, spawns the command and reaps until
+# everything has exited.  Setup's Python work is done in the worker, whose
+# pages go when it exits, so an idle init stays small.  The helper
 # keeps one shell ready ahead of time (a "spare") so that most containers
 # start from the second half; while the requests it serves ask for
 # default_ops(), the spare's worker builds them in sysroot before a request
@@ -1992,9 +1994,10 @@ def _shell_key(cfg, cgroup):
             cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None), cfg["seccomp"])
 
 
-def _init_shell(key, keep, cgroup):
-    """The first half of init's setup (see above)."""
-    uid, gid, host_uid, host_gid, flags, _, _ = key
+def _init_process(key, keep, cgroup):
+    """PID 1's part of the shell: what is its own and what the command
+    inherits from it."""
+    flags = key[4]
     signal.set_wakeup_fd(-1)
     signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     for sig in _INIT_SIGNALS:
@@ -2003,7 +2006,7 @@ def _init_shell(key, keep, cgroup):
     _close_fds_except(keep)
     if not flags & FAllowTTY:
         os.setsid()
-    _map_identity(uid, gid, host_uid, host_gid)
+    _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
     _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
     if cgroup is not None:
         fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
@@ -2015,6 +2018,13 @@ def _init_shell(key, keep, cgroup):
             os.close(fd)
         os.close(cgroup)
         _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
+
+
+def _init_namespaces(key):
+    """The worker's part of the shell: what the container's namespaces
+    share (done here, its Python work leaves PID 1's pages untouched)."""
+    uid, gid, host_uid, host_gid, flags, _, _ = key
+    _map_identity(uid, gid, host_uid, host_gid)
     os.umask(0)
     _enter_intermediate_root()
     if not flags & FAllowNet:
@@ -2119,13 +2129,18 @@ def _fork_worker(stdio, extras):
 
 def _container_init(cfg, chan, stdio, extras, cgroup):
     """Body of a child cloned for this configuration; never returns."""
+    key = _shell_key(cfg, cgroup)
     try:
         keep = [chan] + list(stdio) + list(extras) + [cgroup]
-        _init_shell(_shell_key(cfg, cgroup), [fd for fd in keep if fd is not None], cgroup)
+        _init_process(key, [fd for fd in keep if fd is not None], cgroup)
         worker, link = _fork_worker(stdio, extras)
     except BaseException as err:
         _report_setup_failure(chan, err)
     if worker == 0:
+        try:
+            _init_namespaces(key)
+        except BaseException as err:
+            _report_setup_failure(chan, err)
         _set_up(cfg, chan, stdio, extras, link)
     os.close(chan)
     _init_serve(worker, link, cfg["filter"])
@@ -2137,9 +2152,10 @@ def _spare_main(key, sock, filter_program, build_ahead):
     `build_ahead`) and carries on as that container's worker; never
     returns."""
     try:
-        _init_shell(key, [sock], None)
+        _init_process(key, [sock], None)
         worker, link = _fork_worker((), ())
         if worker == 0:
+            _init_namespaces(key)
             helper = socket.socket(fileno=sock)
             ahead = _RootAhead(build_ahead)
             payload, fds = _recv_fds(helper)

@@ -1848,8 +1848,12 @@ def test_a_root_built_ahead_is_the_root_built_on_demand(as_user):
     as_user(body)
 
 
+RECVMSG = {"x86_64": 47, "aarch64": 212, "i386": 372, "arm": 297}
+
+
 def _spare_workers(helper_pid):
-    """The helper's spares' workers, by the mountinfo each one sees."""
+    """The helper's spares' workers that wait for a request (blocked in
+    recvmsg), by the mountinfo each one sees."""
     found = {}
     with open("/proc/%d/task/%d/children" % (helper_pid, helper_pid)) as f:
         for child in f.read().split():
@@ -1857,6 +1861,9 @@ def _spare_workers(helper_pid):
                 with open("/proc/%s/task/%s/children" % (child, child)) as f:
                     grandchildren = f.read().split()
                 for worker in grandchildren:
+                    with open("/proc/%s/syscall" % worker) as f:
+                        if f.read().split()[0] != str(RECVMSG[sandbox.HOST_ARCH]):
+                            continue
                     with open("/proc/%s/mountinfo" % worker) as f:
                         found[int(worker)] = f.read()
             except OSError:
@@ -1875,7 +1882,7 @@ def test_spares_build_default_ops_ahead_only_while_requests_want_them():
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 workers = _spare_workers(pid)
-                if len(workers) == 1:        # the spare, its container gone
+                if len(workers) == 1:        # the spare, ready
                     text, = workers.values()
                     return any(e.mountpoint == "/sysroot/usr" for e in sandbox.parse_mountinfo(text))
                 time.sleep(0.02)
