@@ -1995,9 +1995,10 @@ def _shell_key(cfg, cgroup):
 
 
 def _init_process(key, keep, cgroup):
-    """PID 1's part of the shell: what is its own and what the command
-    inherits from it."""
+    """PID 1's part of the shell: its own state, most of which the command
+    inherits (signals, session, bounding set, cgroup)."""
     flags = key[4]
+    os.chdir("/")      # not to pin the caller's directory: pivot_root moves only /
     signal.set_wakeup_fd(-1)
     signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     for sig in _INIT_SIGNALS:
@@ -2129,8 +2130,8 @@ def _fork_worker(stdio, extras):
 
 def _container_init(cfg, chan, stdio, extras, cgroup):
     """Body of a child cloned for this configuration; never returns."""
-    key = _shell_key(cfg, cgroup)
     try:
+        key = _shell_key(cfg, cgroup)
         keep = [chan] + list(stdio) + list(extras) + [cgroup]
         _init_process(key, [fd for fd in keep if fd is not None], cgroup)
         worker, link = _fork_worker(stdio, extras)
