@@ -2119,7 +2119,11 @@ def _fork_worker(stdio, extras):
     """Fork PID 1's worker; returns (worker pid, PID 1's end of their
     socket) in PID 1 and (0, the worker's end) in the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    worker = os.fork()
+    # A bare clone, as init itself was made: os.fork()'s Python hooks would
+    # touch (and so copy) pages of this process for nothing.
+    worker = _clone(0)
+    if worker < 0:
+        _fail("forking the worker", ctypes.get_errno())
     if worker == 0:
         ours.close()
         return 0, theirs
