@@ -1320,7 +1320,8 @@ def _bind_mount(source, target, flags, what, alone=False):
         return
     # (A bind alone fails with EINVAL when something locked is mounted
     # under source after all: then it is done recursively.)
-    _mount(source, target, None, MS_BIND | MS_REC, None, what)
+    _check(_libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND | MS_REC, None),
+           what)
     _make_private(target, MS_REC, what)
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -2733,14 +2734,16 @@ class _Helper:
         if answer == b"ready":
             return True
         try:
-            if self.mode == "exec":
-                self.process.kill()
-            else:
-                os.kill(self.process, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
         self._reap()
         return False
+
+    @property
+    def pid(self):
+        """The helper's pid (exec mode keeps the Popen, which reaps it)."""
+        return self.process.pid if self.mode == "exec" else self.process
 
     def _reap(self):
         try:

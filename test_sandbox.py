@@ -111,6 +111,14 @@ def run_ok(args, **kwargs):
     return cp.stdout.decode()
 
 
+def running_sleeper():
+    """A started and served container running `sleep 30`."""
+    c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+    c.start()
+    c.serve()
+    return c
+
+
 def sh(script, **kwargs):
     return run_ok(["/bin/sh", "-c", script], **kwargs)
 
@@ -1081,9 +1089,7 @@ def test_helper_is_reused_and_survives_a_crashed_container():
     helper = sandbox._Helper.current()
     assert helper is not None and helper.alive()
     sandbox.run(["/bin/sh", "-c", "kill -SEGV $$"], env=ENV)
-    c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
-    c.start()
-    c.serve()
+    c = running_sleeper()
     os.kill(c.pid, signal.SIGKILL)    # the container's init dies abruptly
     assert c.wait(timeout=10) == 128 + 9
     sandbox.run(["/bin/true"])
@@ -1096,7 +1102,7 @@ def test_helper_exits_with_its_caller():
         import sandbox
         sandbox.run(["/bin/true"])
         h = sandbox._Helper.current()
-        print(h.process.pid if h.mode == "exec" else h.process, flush=True)
+        print(h.pid, flush=True)
         """ % HERE)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     pid = int(out.stdout)
@@ -1809,9 +1815,7 @@ def test_the_helper_follows_a_caller_into_a_new_mount_namespace():
     directory = tempfile.mkdtemp(prefix="sandbox-ns-")
 
     def body():
-        old = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
-        old.start()
-        old.serve()
+        old = running_sleeper()
         first = sandbox._Helper.current()
         assert sandbox._libc.unshare(sandbox.CLONE_NEWNS) == 0
         assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
@@ -1878,7 +1882,7 @@ def test_spares_build_default_ops_ahead_only_while_requests_want_them():
     def body():
         def next_spare_builds_ahead():
             helper = sandbox._Helper.current()
-            pid = helper.process.pid if helper.mode == "exec" else helper.process
+            pid = helper.pid
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 workers = _spare_workers(pid)
@@ -1989,9 +1993,7 @@ def test_helpers_past_the_limit_retire_when_their_containers_end():
         pytest.skip("unsharing the network namespace needs root")
 
     def body():
-        first = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
-        first.start()
-        first.serve()
+        first = running_sleeper()
         helpers = [sandbox._Helper.current()]
         for _ in range(5):
             assert sandbox._libc.unshare(sandbox.CLONE_NEWNET) == 0
@@ -2020,11 +2022,9 @@ def test_a_helper_whose_template_died_still_retires_cleanly():
         pytest.skip("unsharing the network namespace needs root")
 
     def body():
-        c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
-        c.start()
-        c.serve()
+        c = running_sleeper()
         helper = sandbox._Helper.current()
-        pid = helper.process.pid if helper.mode == "exec" else helper.process
+        pid = helper.pid
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
             children = f.read().split()
         own_pid_ns = os.readlink("/proc/self/ns/pid")

@@ -217,7 +217,7 @@ def bench_memory(count=16):
     ours = sum(pss_kib(p) for c in containers for p in descendants(c.pid)) / count
     drop = (before - mem_available_kib()) / count
     helper = sandbox._Helper.current()
-    helper_pid = helper.process.pid if helper.mode == "exec" else helper.process
+    helper_pid = helper.pid
     for c in containers:
         c.close()
     theirs = theirs_drop = None
