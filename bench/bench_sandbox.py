@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark sandbox.py side by side with bubblewrap (when installed).
 
-    python3 bench/bench_sandbox.py [--quick]
+    python3 bench/bench_sandbox.py [--quick] [--seccomp]
 
 Prints one table: the seccomp filter's size and instructions executed per
 syscall, start-up time from a warm process and from the command line, the
@@ -11,6 +11,7 @@ interleaved runs; ratios are medians of per-pair ratios.  Standard library
 only; bubblewrap's column says "absent" when `bwrap` is not on PATH.
 """
 
+import json
 import os
 import shutil
 import statistics
@@ -28,11 +29,11 @@ BWRAP = shutil.which("bwrap")
 QUICK = "--quick" in sys.argv
 ROUNDS = 30 if QUICK else 200
 
-# libseccomp 2.5.4 on this kind of machine, same policy (issue 2): length,
-# mean instructions executed over syscall numbers 0..1023 with zero args.
-LIBSECCOMP = {("x86_64", 0x0): (43, 18.9), ("x86_64", 0x1E): (102, 59.5),
-              ("x86_64", 0x3E): (147, 57.6), ("aarch64", 0x0): (39, 16.0),
-              ("aarch64", 0x1E): (96, 54.7), ("aarch64", 0x3E): (142, 53.8)}
+# libseccomp's program for the same policy is computed by its Python binding
+# (Debian's python3-seccomp for /usr/bin/python3) in a child process, so this
+# file stays standard-library only for the interpreter running it.
+LIBSECCOMP_PYTHON = "/usr/bin/python3"
+LIBSECCOMP_SCRIPT = os.path.join(HERE, "libseccomp_filter.py")
 
 rows = []
 
@@ -84,19 +85,45 @@ def ratio_text(ratios):
 
 # -- seccomp -----------------------------------------------------------------
 
+def libseccomp_programs(jobs):
+    """[(arches, rules)] -> (libseccomp's version, its BPF for each), or
+    ("absent", [None, ...]) when it is not installed."""
+    payload = [{"arches": arches, "default": sandbox.SECCOMP_RET_ALLOW,
+                "rules": [[r.syscall, r.action, [list(a) for a in r.args]] for r in rules]}
+               for arches, rules in jobs]
+    try:
+        cp = subprocess.run([LIBSECCOMP_PYTHON, LIBSECCOMP_SCRIPT], input=json.dumps(payload),
+                            capture_output=True, text=True, timeout=120)
+    except OSError:
+        cp = None
+    if cp is None or cp.returncode != 0:
+        return "absent", [None] * len(jobs)
+    out = json.loads(cp.stdout)
+    return out["version"], [bytes.fromhex(r["program"]) for r in out["results"]]
+
+
+def shape(program, arch):
+    counts = [sandbox.bpf_run(program, nr, arch)[1] for nr in range(1024)]
+    return len(program) // 8, sum(counts) / len(counts), max(counts)
+
+
 def bench_seccomp():
-    for arch in ("x86_64", "i386", "aarch64", "arm"):
-        for opts in (0x0, 0x1E, 0x3E, 0x1FE):
-            program = sandbox.seccomp_filter(opts, arch)
-            counts = [sandbox.bpf_run(program, nr, arch)[1] for nr in range(1024)]
-            mean = sum(counts) / len(counts)
-            reference = LIBSECCOMP.get((arch, opts))
-            theirs = "%d / %.1f" % reference if reference else "(no reference)"
-            ratio = "len %.2fx, mean %.2fx" % (len(program) / 8 / reference[0], mean / reference[1]) \
-                if reference else ""
-            row("seccomp", "%s opts %#x: length / mean (worst)" % (arch, opts),
-                "%d / %.1f (%d)" % (len(program) // 8, mean, max(counts)), theirs, ratio,
-                "libseccomp 2.5.4 reference")
+    cases = [(arch, opts) for arch in ("x86_64", "i386", "aarch64", "arm")
+             for opts in (0x0, 0x1E, 0x3E, 0x1FE)]
+    jobs = [([arch] + ([sandbox._COMPAT_ARCH[arch]] if opts & sandbox.FlagMultiarch
+                       and arch in sandbox._COMPAT_ARCH else []), sandbox.seccomp_rules(opts))
+            for arch, opts in cases]
+    version, theirs = libseccomp_programs(jobs)
+    for (arch, opts), reference in zip(cases, theirs):
+        length, mean, worst = shape(sandbox.seccomp_filter(opts, arch), arch)
+        text, ratio = "(libseccomp absent)", ""
+        if reference is not None:
+            their_length, their_mean, their_worst = shape(reference, arch)
+            text = "%d / %.1f (%d)" % (their_length, their_mean, their_worst)
+            ratio = "len %.2fx, mean %.2fx" % (length / their_length, mean / their_mean)
+        row("seccomp", "%s opts %#x: length / mean (worst)" % (arch, opts),
+            "%d / %.1f (%d)" % (length, mean, worst), text, ratio,
+            "libseccomp %s, same rules" % version)
 
 
 # -- start-up ----------------------------------------------------------------
@@ -324,11 +351,12 @@ def main():
         sandbox.__version__, sys.version.split()[0], os.uname().release, os.cpu_count(),
         "" if BWRAP else "; bubblewrap absent: its column is skipped"))
     bench_seccomp()
-    bench_library()
-    bench_command_line()
-    bench_memory()
-    bench_concurrency()
-    bench_scale()
+    if "--seccomp" not in sys.argv:     # --seccomp: the filter's rows only
+        bench_library()
+        bench_command_line()
+        bench_memory()
+        bench_concurrency()
+        bench_scale()
     widths = [max(len(str(r[i])) for r in rows + [("", "what", "sandbox.py", "bubblewrap", "ratio", "")])
               for i in range(6)]
     header = ("", "what", "sandbox.py", "bubblewrap", "ratio", "note")
