@@ -483,7 +483,9 @@ libc = ctypes.CDLL(None, use_errno=True)
 
 
 def raw_syscall(*args):
-    ret = libc.syscall(*args)
+    # Variadic: an int goes as a C int, whose register's upper half is not
+    # cleared; a long fills it.
+    ret = libc.syscall(*[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
     if ret < 0:
         raise OSError(ctypes.get_errno(), "syscall")
     return ret
@@ -1446,6 +1448,7 @@ def attempt(name, call):
         out[name] = errno.errorcode.get(err.errno, err.errno)
 
 def sys_(name, *args):
+    args = [ctypes.c_long(a) if isinstance(a, int) else a for a in args]
     return lambda: libc.syscall(NR[name], *args)
 
 def write_file(path):
