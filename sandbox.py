@@ -131,6 +131,22 @@ _HOST_SYSCALLS = {
     "arm": (120, 218, 185),
 }
 SYS_close_range = 436
+SYS_open_tree = 428
+SYS_move_mount = 429
+SYS_mount_setattr = 442
+
+# open_tree / move_mount / mount_setattr (the new mount API, 5.2+ and 5.12+).
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
 
 def _host_arch():
@@ -197,6 +213,36 @@ SYS_clone, SYS_pivot_root, SYS_capset = _syscall_numbers()
 def _pivot_root(new_root, put_old, what="pivot_root"):
     _check(_libc.syscall(SYS_pivot_root, os.fsencode(new_root),
                          os.fsencode(put_old)), what)
+
+
+def _open_tree(path, flags, what, dir_fd=-100):
+    """open_tree(2): an fd for the mount at path, or with OPEN_TREE_CLONE
+    (and AT_RECURSIVE) a detached copy of it (and of what is under it).
+    dir_fd defaults to AT_FDCWD."""
+    return _check(_libc.syscall(SYS_open_tree, ctypes.c_int(dir_fd), os.fsencode(path),
+                                ctypes.c_uint(flags)), what)
+
+
+def _move_mount(from_fd, to_path, what, from_path="", to_fd=-100,
+                flags=MOVE_MOUNT_F_EMPTY_PATH):
+    """move_mount(2): by default, attach the tree of from_fd at to_path."""
+    _check(_libc.syscall(SYS_move_mount, ctypes.c_int(from_fd), os.fsencode(from_path),
+                         ctypes.c_int(to_fd), os.fsencode(to_path), ctypes.c_uint(flags)),
+           what)
+
+
+def _mount_setattr(path, flags, what, attr_set=0, attr_clr=0, propagation=0,
+                   userns_fd=0, dir_fd=-100):
+    """mount_setattr(2) (5.12+): set and clear mount attributes on the mount
+    at path (with AT_RECURSIVE: on every mount of its tree, however deep and
+    whatever its path's permissions), optionally its propagation, and with
+    MOUNT_ATTR_IDMAP the user namespace userns_fd as its idmapping.  A
+    kernel without it fails with ENOSYS."""
+    # struct mount_attr { __u64 attr_set, attr_clr, propagation, userns_fd; }
+    attr = ctypes.create_string_buffer(struct.pack("4Q", attr_set, attr_clr, propagation,
+                                                   userns_fd), 32)
+    _check(_libc.syscall(SYS_mount_setattr, ctypes.c_int(dir_fd), os.fsencode(path),
+                         ctypes.c_uint(flags), attr, ctypes.c_size_t(len(attr))), what)
 
 
 def _close_fds_except(keep):
@@ -2859,7 +2905,10 @@ def _fd_of(value, what, default=None):
 
 
 def _check_id(value, what):
-    if isinstance(value, bool) or not isinstance(value, int) or value > _MAX_ID:
+    """An id (int, 0 to 2**32-2), or None (the overflow id)."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_ID:
         raise SandboxError("%s: invalid id %r" % (what, value), errno.EINVAL)
     return value
 
@@ -2893,8 +2942,8 @@ class Container:
         self.path = None
         self.dir = "/"
         self.env = None
-        self.uid = 0
-        self.gid = 0
+        self.uid = None           # None: the overflow id
+        self.gid = None
         self.hostname = ""
         self.ops = Ops() if ops is None else ops
         self.seccomp = 0
@@ -2992,8 +3041,8 @@ class Container:
         return {
             "args": args, "path": os.fsencode(self.path) if self.path else None,
             "dir": self.dir, "env": _encode_env(self.env),
-            "uid": self.uid if self.uid >= 1 else _proc_int("/proc/sys/kernel/overflowuid", 65534),
-            "gid": self.gid if self.gid >= 1 else _proc_int("/proc/sys/kernel/overflowgid", 65534),
+            "uid": _proc_int("/proc/sys/kernel/overflowuid", 65534) if self.uid is None else self.uid,
+            "gid": _proc_int("/proc/sys/kernel/overflowgid", 65534) if self.gid is None else self.gid,
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
             "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
@@ -3190,7 +3239,7 @@ class Container:
 
 
 def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
-        uid=0, gid=0, hostname="", env=None, cwd="/", flags=0, seccomp=0,
+        uid=None, gid=None, hostname="", env=None, cwd="/", flags=0, seccomp=0,
         stdin=None, stdout=None, stderr=None, pass_fds=(), privileged=False,
         cgroup=None, input=None):
     """Run args in a container, like subprocess.run; returns a
@@ -3397,7 +3446,7 @@ class _CommandLine:
         self.ops = Ops()
         self.flags = 0
         self.seccomp = 0
-        self.uid = self.gid = 0
+        self.uid = self.gid = None
         self.hostname = ""
         self.chdir = None
         self.env = dict(os.environ)

@@ -604,6 +604,7 @@ def test_container_prints_like_the_seed():
     (lambda c: c.ops.bind("/a", "/b", 8), "invalid flags"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", 1 << 40)), "uid"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "gid", "x")), "gid"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", -1)), "uid"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "path", "bin/true")), "invalid executable path"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "hostname", "x" * 65)), "hostname"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "dir", "tmp")), "not absolute"),
@@ -638,6 +639,11 @@ def test_identity_and_hostname(as_user):
         assert lines[5] == "deny"
         out = sh("id -u; id -g")
         assert out.split() == ["65534", "65534"]
+        # None (the default) is the overflow id; 0 is 0.
+        assert sh("id -u; id -g", uid=None, gid=None).split() == ["65534", "65534"]
+        assert sh("id -u; id -g", uid=0, gid=0).split() == ["0", "0"]
+        c = sandbox.Container("/bin/true")
+        assert (c.uid, c.gid) == (None, None)
     as_user(body)
 
 
@@ -706,6 +712,38 @@ def test_a_bind_with_nothing_mounted_under_it_gets_its_flags(as_user):
             out = sh("touch /ro/x 2>&1; touch /rw/y && echo wrote", ops=ops)
             assert "Read-only file system" in out and "wrote" in out
             assert os.listdir(top) == ["y"]
+        finally:
+            subprocess.run(["rm", "-rf", top])
+    as_user(body)
+
+
+def test_new_mount_api_wrappers(as_user):
+    """_open_tree, _mount_setattr and _move_mount, in a user and mount
+    namespace of their own: a detached copy of a directory, made read-only,
+    attached elsewhere."""
+    def body():
+        top = tempfile.mkdtemp(prefix="sandbox-api-")
+        try:
+            def inside():
+                uid, gid = os.geteuid(), os.getegid()
+                assert sandbox._libc.unshare(sandbox.CLONE_NEWUSER | sandbox.CLONE_NEWNS) == 0
+                sandbox._map_identity(uid, gid, uid, gid)
+                assert sandbox._libc.mount(None, b"/", None, sandbox.MS_REC | sandbox.MS_PRIVATE, None) == 0
+                os.mkdir(top + "/a")
+                os.mkdir(top + "/b")
+                fd = sandbox._open_tree(top + "/a", sandbox.OPEN_TREE_CLONE | sandbox.OPEN_TREE_CLOEXEC
+                                        | sandbox.AT_RECURSIVE, "open_tree")
+                sandbox._mount_setattr("", sandbox.AT_EMPTY_PATH | sandbox.AT_RECURSIVE, "setattr",
+                                       attr_set=sandbox.MOUNT_ATTR_RDONLY, dir_fd=fd)
+                sandbox._move_mount(fd, top + "/b", "move_mount")
+                os.close(fd)
+                with pytest.raises(OSError) as info:
+                    open(top + "/b/x", "w")
+                assert info.value.errno == errno.EROFS
+                with pytest.raises(sandbox.SandboxError, match="open_tree") as info:
+                    sandbox._open_tree(top + "/missing", sandbox.OPEN_TREE_CLONE, "open_tree")
+                assert info.value.errno == errno.ENOENT
+            _run_forked(inside, drop=False)
         finally:
             subprocess.run(["rm", "-rf", top])
     as_user(body)
@@ -1280,6 +1318,8 @@ def test_cli_identity_environment_and_directory(cli):
     assert lines[:4] == ["1000", "100", "box", "/usr"]
     assert [l for l in lines[4:] if l and not l.startswith(("PWD=", "SHLVL=", "_="))] == \
         ["A=1", "PATH=/usr/bin:/bin"]
+    cp = cli("--uid", "0", "--gid", "0", "--", "sh", "-c", "id -u; id -g")
+    assert cp.stdout == b"0\n0\n", cp
     cp = cli("--", "sh", "-c", "echo $MARKER", env=dict(os.environ, MARKER="inherited"))
     assert cp.stdout == b"inherited\n"
     cp = cli("--", "pwd", cwd="/usr/bin")     # the default binds /usr at /usr
