@@ -1357,21 +1357,55 @@ def _make_private(target, rec, what):
            "%s: making %s private" % (what, _q(target)))
 
 
+def _bind_attributes(flags):
+    """The MOUNT_ATTR_* a bind with `flags` gets on every mount of it."""
+    attr = MOUNT_ATTR_NOSUID
+    if not flags & BindWritable:
+        attr |= MOUNT_ATTR_RDONLY
+    if not flags & BindDevice:
+        attr |= MOUNT_ATTR_NODEV
+    return attr
+
+
 def _bind_mount(source, target, flags, what, alone=False):
     """Bind source on target, then give every mount at or under target
-    nosuid, and ro unless writable, and nodev unless device.  The flags a
+    nosuid, and ro unless writable, and nodev unless device, and make them
+    private (a bound copy of a host mount is a slave of it: what the host
+    mounts under it later would appear inside, unremounted).  The flags a
     mount already has are kept: in a user namespace they are locked.
     `alone` (a file, or a directory with nothing mounted under it): bind
-    source by itself and remount just that; a mount appearing under source
-    meanwhile is then not brought along unremounted.  Otherwise the bind is
-    recursive and every mount under target is found in mountinfo."""
+    source by itself; a mount appearing under source meanwhile is then not
+    brought along.  Otherwise the bind is recursive.  mount_setattr
+    (AT_RECURSIVE) reaches every mount of the tree whatever the
+    permissions on the way to it; where the kernel lacks it, each mount is
+    remounted by path, and one that cannot be fails the bind."""
+    _forget_under(target)
+    if not alone or _libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) < 0:
+        # (A bind alone fails with EINVAL when something locked is mounted
+        # under source after all: then it is done recursively.)
+        alone = False
+        _check(_libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND | MS_REC,
+                           None), what)
+    try:
+        _mount_setattr(target, AT_RECURSIVE, "%s: remounting %s" % (what, _q(target)),
+                       attr_set=_bind_attributes(flags), propagation=MS_PRIVATE)
+    except SandboxError as err:
+        if err.errno != errno.ENOSYS:
+            raise
+        _remount_each(target, flags, what, alone)
+
+
+def _remount_each(target, flags, what, alone):
+    """_bind_mount's flags for a kernel without mount_setattr: each mount
+    at or under target (found in mountinfo, unless `alone`) made private
+    and remounted by path; any that cannot be (EACCES below a directory
+    setup may not search) fails the bind rather than stay writable."""
     extra = MS_NOSUID
     if not flags & BindWritable:
         extra |= MS_RDONLY
     if not flags & BindDevice:
         extra |= MS_NODEV
-    _forget_under(target)
-    if alone and _libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND, None) == 0:
+    if alone:
         _make_private(target, 0, what)
         current = os.statvfs(target).f_flag
         flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
@@ -1379,10 +1413,6 @@ def _bind_mount(source, target, flags, what, alone=False):
                            MS_BIND | MS_REMOUNT | flags_now | extra, None),
                "%s: remounting %s" % (what, _q(target)))
         return
-    # (A bind alone fails with EINVAL when something locked is mounted
-    # under source after all: then it is done recursively.)
-    _check(_libc.mount(os.fsencode(source), os.fsencode(target), None, MS_BIND | MS_REC, None),
-           what)
     _make_private(target, MS_REC, what)
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -1391,13 +1421,13 @@ def _bind_mount(source, target, flags, what, alone=False):
         os.close(fd)
     for entry in mounts_under(_read_mountinfo(canonical), canonical):
         flags_now = _mount_flags(entry.options)
-        ret = _libc.mount(None, os.fsencode(entry.mountpoint), None,
-                          MS_BIND | MS_REMOUNT | flags_now | extra, None)
-        if ret < 0:
-            err = ctypes.get_errno()
-            if err == errno.EACCES and entry.mountpoint != canonical:
-                continue    # a submount we may not touch stays as it is
-            _fail("%s: remounting %s" % (what, _q(entry.mountpoint)), err)
+        if _libc.mount(None, os.fsencode(entry.mountpoint), None,
+                       MS_BIND | MS_REMOUNT | flags_now | extra, None) < 0:
+            inside = entry.mountpoint
+            if inside.startswith(_SYSROOT + "/"):
+                inside = inside[len(_SYSROOT):]
+            _fail("%s: remounting %s (the kernel has no mount_setattr)" % (what, _q(inside)),
+                  ctypes.get_errno())
 
 
 class Op:

@@ -915,6 +915,98 @@ def test_read_only_binds_hold_including_submounts():
         subprocess.run(["rm", "-rf", top], check=True)
 
 
+def _submount_below_a_closed_directory():
+    """/tmp/X (0755) holding a root-owned 0700 directory with a tmpfs
+    (mode 0777) mounted in it: a tree an unprivileged caller may bind,
+    whose submount its setup cannot reach by path.  Returns (top, closed,
+    sub, cleanup)."""
+    top = tempfile.mkdtemp(prefix="sandbox-closed-")
+    os.chmod(top, 0o755)
+    closed = os.path.join(top, "closed")
+    sub = os.path.join(closed, "sub")
+    os.makedirs(sub)
+    os.chmod(closed, 0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0777", "closedtest", sub], check=True)
+
+    def cleanup():
+        subprocess.run(["umount", sub], check=True)
+        subprocess.run(["rm", "-rf", top], check=True)
+    return top, closed, sub, cleanup
+
+
+def test_read_only_bind_fails_closed_below_a_directory_setup_cannot_enter():
+    """Issue 10 item 5.  Setup cannot remount by path a submount below a
+    0700 directory it may not search (EACCES); that submount stayed
+    writable.  The directory opens later (the host chmods it): writing
+    into the submount through the read-only bind must fail."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a host submount needs root")
+    top, closed, sub, cleanup = _submount_below_a_closed_directory()
+    asked, answer = os.pipe(), os.pipe()
+    try:
+        def body():
+            script = ("while ! cd /x/closed/sub 2>/dev/null; do sleep 0.02; done; "
+                      "touch /x/closed/sub/written 2>&1; echo done")
+            c = sandbox.Container("/bin/sh", "-c", script, ops=sandbox.default_ops().bind(top, "/x"))
+            c.env = ENV
+            read_end, write_end = os.pipe()
+            c.stdout = write_end
+            c.start()
+            try:
+                c.serve()
+            finally:
+                os.close(write_end)
+            # The sandbox runs: the parent (root) opens the directory.
+            os.write(asked[1], b"o")
+            assert os.read(answer[0], 1) == b"k"
+            with open(read_end, "rb") as out:
+                text = out.read().decode()
+            assert c.wait(timeout=60) == 0
+            assert "Read-only file system" in text, text
+            assert not os.path.exists(os.path.join(sub, "written"))
+
+        opener = threading.Thread(target=lambda: (os.read(asked[0], 1), os.chmod(closed, 0o755),
+                                                  os.write(answer[1], b"k")), daemon=True)
+        opener.start()
+        _run_forked(body, drop=True)
+        opener.join()
+    finally:
+        _close_fds(asked + answer)
+        cleanup()
+
+
+def _close_fds(fds):
+    for fd in fds:
+        os.close(fd)
+
+
+def test_read_only_bind_fails_without_mount_setattr_when_a_submount_is_out_of_reach():
+    """Issue 10 item 5, on a kernel without mount_setattr (ENOSYS, given by
+    a seccomp filter the helper and its sandboxes inherit): each mount is
+    remounted by path, and the submount setup cannot reach fails the bind
+    with a clear error instead of staying writable."""
+    if os.geteuid() != 0:
+        pytest.skip("creating a host submount needs root")
+    top, closed, sub, cleanup = _submount_below_a_closed_directory()
+    try:
+        def body():
+            # ld [nr]; jeq mount_setattr; ret ERRNO(ENOSYS); ret ALLOW
+            program = struct.pack("<HBBI", 0x20, 0, 0, 0) + \
+                struct.pack("<HBBI", 0x15, 0, 1, sandbox.SYS_mount_setattr) + \
+                struct.pack("<HBBI", 0x06, 0, 0, sandbox.SECCOMP_RET_ERRNO | errno.ENOSYS) + \
+                struct.pack("<HBBI", 0x06, 0, 0, sandbox.SECCOMP_RET_ALLOW)
+            sandbox._prctl(sandbox.PR_SET_NO_NEW_PRIVS, 1)
+            sandbox._load_filter(program)
+            assert run_ok(["/bin/true"], ops=sandbox.default_ops().bind("/usr", "/u")) == ""
+            with pytest.raises(sandbox.SandboxError) as info:
+                sandbox.run(["/bin/true"], ops=sandbox.default_ops().bind(top, "/x"))
+            assert info.value.errno == errno.EACCES
+            assert "remounting \"/x/closed/sub\"" in str(info.value), str(info.value)
+        _run_forked(body, drop=True)
+    finally:
+        cleanup()
+
+
 def test_dev_contents(as_user):
     def body():
         out = sh("ls -A /dev; echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | od -An -tx1; readlink /dev/fd /dev/ptmx")
