@@ -44,6 +44,8 @@ __all__ = [
     "FlagExt", "FlagDenyNS", "FlagDenyTTY", "FlagDenyDevel", "FlagMultiarch",
     "FlagLinux32", "FlagCan", "FlagBluetooth",
     "BindOptional", "BindWritable", "BindDevice",
+    # seccomp rules by name and group
+    "Rule", "Arg", "SYSCALLS", "syscall_group",
 ]
 
 
@@ -318,112 +320,656 @@ _ARCH_BITS = {"x86_64": 64, "i386": 32, "aarch64": 64, "arm": 32}
 _COMPAT_ARCH = {"x86_64": "i386", "aarch64": "arm"}
 _X32_SYSCALL_BIT = 0x40000000
 
-# Numbers from the kernel's tables (arch/x86/entry/syscalls/syscall_{64,32}.tbl,
-# include/uapi/asm-generic/unistd.h, arch/arm/tools/syscall.tbl, EABI); "-"
-# where the architecture has no such call.  Only what the policy names.
+# Every syscall of the four architectures, Linux 6.17/6.18 (numbers up to 469):
+# arch/x86/entry/syscalls/syscall_{64,32}.tbl, the generic table
+# (include/uapi/asm-generic/unistd.h, 64-bit names) for aarch64, and
+# arch/arm/tools/syscall.tbl (EABI: no OABI-only calls) plus ARM's private
+# calls (breakpoint .. get_tls, 0xf0001..).  One line a name: its number on
+# x86_64 i386 arm aarch64; "-" where the architecture has no such call, "="
+# for the same number as the column before.
 _SYSCALL_TABLE = """
-name             x86_64 i386 aarch64 arm
-syslog             103   103   116   103
-uselib             134    86    -     86
-acct               163    51    89    51
-quotactl           179   131    60   131
-add_key            248   286   217   309
-keyctl             250   288   219   311
-request_key        249   287   218   310
-move_pages         279   317   239   344
-mbind              237   274   235   319
-get_mempolicy      239   275   236   320
-set_mempolicy      238   276   237   321
-migrate_pages      256   294   238   400
-set_mempolicy_home_node 450 450 450 450
-adjtimex           159   124   171   124
-clock_adjtime      305   343   266   372
-clock_adjtime64     -    405    -    405
-clock_settime      227   264   112   262
-clock_settime64     -    404    -    404
-settimeofday       164    79   170    79
-delete_module      176   129   106   129
-finit_module       313   350   273   379
-init_module        175   128   105   128
-kexec_file_load    320    -    294   401
-kexec_load         246   283   104   347
-reboot             169    88   142    88
-swapoff            168   115   225   115
-swapon             167    87   224    87
-bpf                321   357   280   386
-userfaultfd        323   374   282   388
-open_by_handle_at  304   342   265   371
-io_uring_setup     425   425   425   425
-io_uring_enter     426   426   426   426
-io_uring_register  427   427   427   427
-unshare            272   310    97   337
-setns              308   346   268   375
-mount              165    21    40    21
-umount              -     22    -     -
-umount2            166    52    39    52
-pivot_root         155   217    41   218
-chroot             161    61    51    61
-clone               56   120   220   120
-clone3             435   435   435   435
-open_tree          428   428   428   428
-move_mount         429   429   429   429
-fsopen             430   430   430   430
-fsconfig           431   431   431   431
-fsmount            432   432   432   432
-fspick             433   433   433   433
-mount_setattr      442   442   442   442
-chown               92   182    -    182
-chown32             -    212    -    212
-fchown              93    95    55    95
-fchown32            -    207    -    207
-fchownat           260   298    54   325
-lchown              94    16    -     16
-lchown32            -    198    -    198
-setgid             106    46   144    46
-setgid32            -    214    -    214
-setgroups          116    81   159    81
-setgroups32         -    206    -    206
-setregid           114    71   143    71
-setregid32          -    204    -    204
-setresgid          119   170   149   170
-setresgid32         -    210    -    210
-setresuid          117   164   147   164
-setresuid32         -    208    -    208
-setreuid           113    70   145    70
-setreuid32          -    203    -    203
-setuid             105    23   146    23
-setuid32            -    213    -    213
-ioctl               16    54    29    54
-perf_event_open    298   336   241   364
-ptrace             101    26   117    26
-process_vm_readv   310   347   270   376
-process_vm_writev  311   348   271   377
-kcmp               312   349   272   378
-pidfd_getfd        438   438   438   438
-personality        135   136    92   136
-modify_ldt         154   123    -     -
-subpage_prot        -     -     -     -
-switch_endian       -     -     -     -
-vm86                -    166    -     -
-vm86old             -    113    -     -
-socket              41   359   198   281
-socketpair          53   360   199   288
+name x86_64 i386 arm aarch64
+_llseek - 140 = -
+_newselect - 142 = -
+_sysctl 156 149 = -
+accept 43 - 285 202
+accept4 288 364 366 242
+access 21 33 = -
+acct 163 51 = 89
+add_key 248 286 309 217
+adjtimex 159 124 = 171
+afs_syscall 183 137 - -
+alarm 37 27 - -
+arch_prctl 158 384 - -
+arm_fadvise64_64 - - 270 -
+arm_sync_file_range - - 341 -
+bdflush - 134 = -
+bind 49 361 282 200
+bpf 321 357 386 280
+break - 17 - -
+breakpoint - - 983041 -
+brk 12 45 = 214
+cacheflush - - 983042 -
+cachestat 451 = = =
+capget 125 184 = 90
+capset 126 185 = 91
+chdir 80 12 = 49
+chmod 90 15 = -
+chown 92 182 = -
+chown32 - 212 = -
+chroot 161 61 = 51
+clock_adjtime 305 343 372 266
+clock_adjtime64 - 405 = -
+clock_getres 229 266 264 114
+clock_getres_time64 - 406 = -
+clock_gettime 228 265 263 113
+clock_gettime64 - 403 = -
+clock_nanosleep 230 267 265 115
+clock_nanosleep_time64 - 407 = -
+clock_settime 227 264 262 112
+clock_settime64 - 404 = -
+clone 56 120 = 220
+clone3 435 = = =
+close 3 6 = 57
+close_range 436 = = =
+connect 42 362 283 203
+copy_file_range 326 377 391 285
+creat 85 8 = -
+create_module 174 127 - -
+delete_module 176 129 = 106
+dup 32 41 = 23
+dup2 33 63 = -
+dup3 292 330 358 24
+epoll_create 213 254 250 -
+epoll_create1 291 329 357 20
+epoll_ctl 233 255 251 21
+epoll_ctl_old 214 - - -
+epoll_pwait 281 319 346 22
+epoll_pwait2 441 = = =
+epoll_wait 232 256 252 -
+epoll_wait_old 215 - - -
+eventfd 284 323 351 -
+eventfd2 290 328 356 19
+execve 59 11 = 221
+execveat 322 358 387 281
+exit 60 1 = 93
+exit_group 231 252 248 94
+faccessat 269 307 334 48
+faccessat2 439 = = =
+fadvise64 221 250 - 223
+fadvise64_64 - 272 - -
+fallocate 285 324 352 47
+fanotify_init 300 338 367 262
+fanotify_mark 301 339 368 263
+fchdir 81 133 = 50
+fchmod 91 94 = 52
+fchmodat 268 306 333 53
+fchmodat2 452 = = =
+fchown 93 95 = 55
+fchown32 - 207 = -
+fchownat 260 298 325 54
+fcntl 72 55 = 25
+fcntl64 - 221 = -
+fdatasync 75 148 = 83
+fgetxattr 193 231 = 10
+file_getattr 468 = = =
+file_setattr 469 = = =
+finit_module 313 350 379 273
+flistxattr 196 234 = 13
+flock 73 143 = 32
+fork 57 2 = -
+fremovexattr 199 237 = 16
+fsconfig 431 = = =
+fsetxattr 190 228 = 7
+fsmount 432 = = =
+fsopen 430 = = =
+fspick 433 = = =
+fstat 5 108 = 80
+fstat64 - 197 = -
+fstatat64 - 300 327 -
+fstatfs 138 100 = 44
+fstatfs64 - 269 267 -
+fsync 74 118 = 82
+ftime - 35 - -
+ftruncate 77 93 = 46
+ftruncate64 - 194 = -
+futex 202 240 = 98
+futex_requeue 456 = = =
+futex_time64 - 422 = -
+futex_wait 455 = = =
+futex_waitv 449 = = =
+futex_wake 454 = = =
+futimesat 261 299 326 -
+get_kernel_syms 177 130 - -
+get_mempolicy 239 275 320 236
+get_robust_list 274 312 339 100
+get_thread_area 211 244 - -
+get_tls - - 983046 -
+getcpu 309 318 345 168
+getcwd 79 183 = 17
+getdents 78 141 = -
+getdents64 217 220 217 61
+getegid 108 50 = 177
+getegid32 - 202 = -
+geteuid 107 49 = 175
+geteuid32 - 201 = -
+getgid 104 47 = 176
+getgid32 - 200 = -
+getgroups 115 80 = 158
+getgroups32 - 205 = -
+getitimer 36 105 = 102
+getpeername 52 368 287 205
+getpgid 121 132 = 155
+getpgrp 111 65 = -
+getpid 39 20 = 172
+getpmsg 181 188 - -
+getppid 110 64 = 173
+getpriority 140 96 = 141
+getrandom 318 355 384 278
+getresgid 120 171 = 150
+getresgid32 - 211 = -
+getresuid 118 165 = 148
+getresuid32 - 209 = -
+getrlimit 97 76 - 163
+getrusage 98 77 = 165
+getsid 124 147 = 156
+getsockname 51 367 286 204
+getsockopt 55 365 295 209
+gettid 186 224 = 178
+gettimeofday 96 78 = 169
+getuid 102 24 = 174
+getuid32 - 199 = -
+getxattr 191 229 = 8
+getxattrat 464 = = =
+gtty - 32 - -
+idle - 112 - -
+init_module 175 128 = 105
+inotify_add_watch 254 292 317 27
+inotify_init 253 291 316 -
+inotify_init1 294 332 360 26
+inotify_rm_watch 255 293 318 28
+io_cancel 210 249 247 3
+io_destroy 207 246 244 1
+io_getevents 208 247 245 4
+io_pgetevents 333 385 399 292
+io_pgetevents_time64 - 416 = -
+io_setup 206 245 243 0
+io_submit 209 248 246 2
+io_uring_enter 426 = = =
+io_uring_register 427 = = =
+io_uring_setup 425 = = =
+ioctl 16 54 = 29
+ioperm 173 101 - -
+iopl 172 110 - -
+ioprio_get 252 290 315 31
+ioprio_set 251 289 314 30
+ipc - 117 - -
+kcmp 312 349 378 272
+kexec_file_load 320 - 401 294
+kexec_load 246 283 347 104
+keyctl 250 288 311 219
+kill 62 37 = 129
+landlock_add_rule 445 = = =
+landlock_create_ruleset 444 = = =
+landlock_restrict_self 446 = = =
+lchown 94 16 = -
+lchown32 - 198 = -
+lgetxattr 192 230 = 9
+link 86 9 = -
+linkat 265 303 330 37
+listen 50 363 284 201
+listmount 458 = = =
+listxattr 194 232 = 11
+listxattrat 465 = = =
+llistxattr 195 233 = 12
+lock - 53 - -
+lookup_dcookie 212 253 249 18
+lremovexattr 198 236 = 15
+lseek 8 19 = 62
+lsetxattr 189 227 = 6
+lsm_get_self_attr 459 = = =
+lsm_list_modules 461 = = =
+lsm_set_self_attr 460 = = =
+lstat 6 107 = -
+lstat64 - 196 = -
+madvise 28 219 220 233
+map_shadow_stack 453 - - 453
+mbind 237 274 319 235
+membarrier 324 375 389 283
+memfd_create 319 356 385 279
+memfd_secret 447 = - 447
+migrate_pages 256 294 400 238
+mincore 27 218 219 232
+mkdir 83 39 = -
+mkdirat 258 296 323 34
+mknod 133 14 = -
+mknodat 259 297 324 33
+mlock 149 150 = 228
+mlock2 325 376 390 284
+mlockall 151 152 = 230
+mmap 9 90 - 222
+mmap2 - 192 = -
+modify_ldt 154 123 - -
+mount 165 21 = 40
+mount_setattr 442 = = =
+move_mount 429 = = =
+move_pages 279 317 344 239
+mprotect 10 125 = 226
+mpx - 56 - -
+mq_getsetattr 245 282 279 185
+mq_notify 244 281 278 184
+mq_open 240 277 274 180
+mq_timedreceive 243 280 277 183
+mq_timedreceive_time64 - 419 = -
+mq_timedsend 242 279 276 182
+mq_timedsend_time64 - 418 = -
+mq_unlink 241 278 275 181
+mremap 25 163 = 216
+mseal 462 = = =
+msgctl 71 402 304 187
+msgget 68 399 303 186
+msgrcv 70 401 302 188
+msgsnd 69 400 301 189
+msync 26 144 = 227
+munlock 150 151 = 229
+munlockall 152 153 = 231
+munmap 11 91 = 215
+name_to_handle_at 303 341 370 264
+nanosleep 35 162 = 101
+newfstatat 262 - - 79
+nfsservctl 180 169 = 42
+nice - 34 = -
+oldfstat - 28 - -
+oldlstat - 84 - -
+oldolduname - 59 - -
+oldstat - 18 - -
+olduname - 109 - -
+open 2 5 = -
+open_by_handle_at 304 342 371 265
+open_tree 428 = = =
+open_tree_attr 467 = = =
+openat 257 295 322 56
+openat2 437 = = =
+pause 34 29 = -
+pciconfig_iobase - - 271 -
+pciconfig_read - - 272 -
+pciconfig_write - - 273 -
+perf_event_open 298 336 364 241
+personality 135 136 = 92
+pidfd_getfd 438 = = =
+pidfd_open 434 = = =
+pidfd_send_signal 424 = = =
+pipe 22 42 = -
+pipe2 293 331 359 59
+pivot_root 155 217 218 41
+pkey_alloc 330 381 395 289
+pkey_free 331 382 396 290
+pkey_mprotect 329 380 394 288
+poll 7 168 = -
+ppoll 271 309 336 73
+ppoll_time64 - 414 = -
+prctl 157 172 = 167
+pread64 17 180 = 67
+preadv 295 333 361 69
+preadv2 327 378 392 286
+prlimit64 302 340 369 261
+process_madvise 440 = = =
+process_mrelease 448 = = =
+process_vm_readv 310 347 376 270
+process_vm_writev 311 348 377 271
+prof - 44 - -
+profil - 98 - -
+pselect6 270 308 335 72
+pselect6_time64 - 413 = -
+ptrace 101 26 = 117
+putpmsg 182 189 - -
+pwrite64 18 181 = 68
+pwritev 296 334 362 70
+pwritev2 328 379 393 287
+query_module 178 167 - -
+quotactl 179 131 = 60
+quotactl_fd 443 = = =
+read 0 3 = 63
+readahead 187 225 = 213
+readdir - 89 - -
+readlink 89 85 = -
+readlinkat 267 305 332 78
+readv 19 145 = 65
+reboot 169 88 = 142
+recv - - 291 -
+recvfrom 45 371 292 207
+recvmmsg 299 337 365 243
+recvmmsg_time64 - 417 = -
+recvmsg 47 372 297 212
+remap_file_pages 216 257 253 234
+removexattr 197 235 = 14
+removexattrat 466 = = =
+rename 82 38 = -
+renameat 264 302 329 38
+renameat2 316 353 382 276
+request_key 249 287 310 218
+restart_syscall 219 0 = 128
+rmdir 84 40 = -
+rseq 334 386 398 293
+rt_sigaction 13 174 = 134
+rt_sigpending 127 176 = 136
+rt_sigprocmask 14 175 = 135
+rt_sigqueueinfo 129 178 = 138
+rt_sigreturn 15 173 = 139
+rt_sigsuspend 130 179 = 133
+rt_sigtimedwait 128 177 = 137
+rt_sigtimedwait_time64 - 421 = -
+rt_tgsigqueueinfo 297 335 363 240
+sched_get_priority_max 146 159 = 125
+sched_get_priority_min 147 160 = 126
+sched_getaffinity 204 242 = 123
+sched_getattr 315 352 381 275
+sched_getparam 143 155 = 121
+sched_getscheduler 145 157 = 120
+sched_rr_get_interval 148 161 = 127
+sched_rr_get_interval_time64 - 423 = -
+sched_setaffinity 203 241 = 122
+sched_setattr 314 351 380 274
+sched_setparam 142 154 = 118
+sched_setscheduler 144 156 = 119
+sched_yield 24 158 = 124
+seccomp 317 354 383 277
+security 185 - - -
+select 23 82 - -
+semctl 66 394 300 191
+semget 64 393 299 190
+semop 65 - 298 193
+semtimedop 220 - 312 192
+semtimedop_time64 - 420 = -
+send - - 289 -
+sendfile 40 187 = 71
+sendfile64 - 239 = -
+sendmmsg 307 345 374 269
+sendmsg 46 370 296 211
+sendto 44 369 290 206
+set_mempolicy 238 276 321 237
+set_mempolicy_home_node 450 = = =
+set_robust_list 273 311 338 99
+set_thread_area 205 243 - -
+set_tid_address 218 258 256 96
+set_tls - - 983045 -
+setdomainname 171 121 = 162
+setfsgid 123 139 = 152
+setfsgid32 - 216 = -
+setfsuid 122 138 = 151
+setfsuid32 - 215 = -
+setgid 106 46 = 144
+setgid32 - 214 = -
+setgroups 116 81 = 159
+setgroups32 - 206 = -
+sethostname 170 74 = 161
+setitimer 38 104 = 103
+setns 308 346 375 268
+setpgid 109 57 = 154
+setpriority 141 97 = 140
+setregid 114 71 = 143
+setregid32 - 204 = -
+setresgid 119 170 = 149
+setresgid32 - 210 = -
+setresuid 117 164 = 147
+setresuid32 - 208 = -
+setreuid 113 70 = 145
+setreuid32 - 203 = -
+setrlimit 160 75 = 164
+setsid 112 66 = 157
+setsockopt 54 366 294 208
+settimeofday 164 79 = 170
+setuid 105 23 = 146
+setuid32 - 213 = -
+setxattr 188 226 = 5
+setxattrat 463 = = =
+sgetmask - 68 - -
+shmat 30 397 305 196
+shmctl 31 396 308 195
+shmdt 67 398 306 197
+shmget 29 395 307 194
+shutdown 48 373 293 210
+sigaction - 67 = -
+sigaltstack 131 186 = 132
+signal - 48 - -
+signalfd 282 321 349 -
+signalfd4 289 327 355 74
+sigpending - 73 = -
+sigprocmask - 126 = -
+sigreturn - 119 = -
+sigsuspend - 72 = -
+socket 41 359 281 198
+socketcall - 102 - -
+socketpair 53 360 288 199
+splice 275 313 340 76
+ssetmask - 69 - -
+stat 4 106 = -
+stat64 - 195 = -
+statfs 137 99 = 43
+statfs64 - 268 266 -
+statmount 457 = = =
+statx 332 383 397 291
+stime - 25 - -
+stty - 31 - -
+swapoff 168 115 = 225
+swapon 167 87 = 224
+symlink 88 83 = -
+symlinkat 266 304 331 36
+sync 162 36 = 81
+sync_file_range 277 314 - 84
+syncfs 306 344 373 267
+sysfs 139 135 = -
+sysinfo 99 116 = 179
+syslog 103 = = 116
+tee 276 315 342 77
+tgkill 234 270 268 131
+time 201 13 - -
+timer_create 222 259 257 107
+timer_delete 226 263 261 111
+timer_getoverrun 225 262 260 109
+timer_gettime 224 261 259 108
+timer_gettime64 - 408 = -
+timer_settime 223 260 258 110
+timer_settime64 - 409 = -
+timerfd_create 283 322 350 85
+timerfd_gettime 287 326 354 87
+timerfd_gettime64 - 410 = -
+timerfd_settime 286 325 353 86
+timerfd_settime64 - 411 = -
+times 100 43 = 153
+tkill 200 238 = 130
+truncate 76 92 = 45
+truncate64 - 193 = -
+tuxcall 184 - - -
+ugetrlimit - 191 = -
+ulimit - 58 - -
+umask 95 60 = 166
+umount - 22 - -
+umount2 166 52 = 39
+uname 63 122 = 160
+unlink 87 10 = -
+unlinkat 263 301 328 35
+unshare 272 310 337 97
+uselib 134 86 = -
+userfaultfd 323 374 388 282
+usr26 - - 983043 -
+usr32 - - 983044 -
+ustat 136 62 = -
+utime 132 30 - -
+utimensat 280 320 348 88
+utimensat_time64 - 412 = -
+utimes 235 271 269 -
+vfork 58 190 = -
+vhangup 153 111 = 58
+vm86 - 166 - -
+vm86old - 113 - -
+vmsplice 278 316 343 75
+vserver 236 273 313 -
+wait4 61 114 = 260
+waitid 247 284 280 95
+waitpid - 7 - -
+write 1 4 = 64
+writev 20 146 = 66
 """
 
 
-def _parse_syscall_table(text):
-    lines = text.split("\n")[2:-1]
-    columns = text.split("\n")[1].split()[1:]
-    table = {arch: {} for arch in columns}
-    for line in lines:
-        name, *numbers = line.split()
-        for arch, number in zip(columns, numbers):
-            if number != "-":
-                table[arch][name] = int(number)
-    return table
+class _SyscallTables(dict):
+    """arch -> {name: number}, each architecture's column read from the
+    table the first time it is asked for (most runs need only one)."""
+
+    def __init__(self, text):
+        tokens = text.split()
+        self._columns, self._rows = tokens[1:5], tokens[5:]
+        super().__init__()
+
+    def __missing__(self, arch):
+        if arch not in self._columns:
+            raise KeyError(arch)
+        rows, column, numbers = self._rows, self._columns.index(arch) + 1, {}
+        for start in range(0, len(rows), 5):
+            at = start + column
+            while rows[at] == "=":
+                at -= 1
+            if rows[at] != "-":
+                numbers[rows[start]] = int(rows[at])
+        self[arch] = numbers
+        return numbers
+
+    def _all(self):
+        for arch in self._columns:
+            self[arch]
+        return self
+
+    __iter__ = lambda self: iter(self._columns)
+    __len__ = lambda self: len(self._columns)
+    __contains__ = lambda self, arch: arch in self._columns
+    keys = lambda self: dict.keys(self._all())
+    items = lambda self: dict.items(self._all())
+    values = lambda self: dict.values(self._all())
+    get = lambda self, arch, default=None: self[arch] if arch in self._columns else default
 
 
-SYSCALLS = _parse_syscall_table(_SYSCALL_TABLE)
+SYSCALLS = _SyscallTables(_SYSCALL_TABLE)
+
+# Named groups of syscalls, with systemd's meaning: the sets of its
+# SystemCallFilter= (src/shared/seccomp-util.c, syscall_filter_sets[], as of
+# systemd commit 000c05207d68658b76af9e1caf9aa3a4e3fa697b), plus @sandbox of
+# later systemd and @io-uring, which systemd has not (its @aio holds them).
+# A member an architecture lacks is skipped for it, as in the policy.
+_SYSCALL_GROUPS_TEXT = """
+@default clock_getres clock_getres_time64 clock_gettime clock_gettime64
+ clock_nanosleep clock_nanosleep_time64 execve exit exit_group futex
+ futex_time64 get_robust_list get_thread_area getegid getegid32 geteuid
+ geteuid32 getgid getgid32 getgroups getgroups32 getpgid getpgrp getpid
+ getppid getresgid getresgid32 getresuid getresuid32 getrlimit getsid gettid
+ gettimeofday getuid getuid32 membarrier nanosleep pause prlimit64
+ restart_syscall rseq rt_sigreturn sched_yield set_robust_list
+ set_thread_area set_tid_address set_tls sigreturn time ugetrlimit
+@aio io_cancel io_destroy io_getevents io_pgetevents io_pgetevents_time64
+ io_setup io_submit io_uring_enter io_uring_register io_uring_setup
+@basic-io _llseek close dup dup2 dup3 lseek pread64 preadv preadv2 pwrite64
+ pwritev pwritev2 read readv write writev
+@chown chown chown32 fchown fchown32 fchownat lchown lchown32
+@clock adjtimex clock_adjtime clock_adjtime64 clock_settime clock_settime64
+ settimeofday stime
+@cpu-emulation modify_ldt subpage_prot switch_endian vm86 vm86old
+@debug lookup_dcookie perf_event_open pidfd_getfd ptrace rtas
+ sys_debug_setcontext
+@file-system access chdir chmod close creat faccessat faccessat2 fallocate
+ fchdir fchmod fchmodat fcntl fcntl64 fgetxattr flistxattr fremovexattr
+ fsetxattr fstat fstat64 fstatat64 fstatfs fstatfs64 ftruncate ftruncate64
+ futimesat getcwd getdents getdents64 getxattr inotify_add_watch
+ inotify_init inotify_init1 inotify_rm_watch lgetxattr link linkat listxattr
+ llistxattr lremovexattr lsetxattr lstat lstat64 mkdir mkdirat mknod mknodat
+ mmap mmap2 munmap newfstatat oldfstat oldlstat oldstat open openat openat2
+ readlink readlinkat removexattr rename renameat renameat2 rmdir setxattr
+ stat stat64 statfs statfs64 statx symlink symlinkat truncate truncate64
+ unlink unlinkat utime utimensat utimensat_time64 utimes
+@io-event _newselect epoll_create epoll_create1 epoll_ctl epoll_ctl_old
+ epoll_pwait epoll_wait epoll_wait_old eventfd eventfd2 poll ppoll
+ ppoll_time64 pselect6 pselect6_time64 select
+@io-uring io_uring_enter io_uring_register io_uring_setup
+@ipc ipc memfd_create mq_getsetattr mq_notify mq_open mq_timedreceive
+ mq_timedreceive_time64 mq_timedsend mq_timedsend_time64 mq_unlink msgctl
+ msgget msgrcv msgsnd pipe pipe2 process_vm_readv process_vm_writev semctl
+ semget semop semtimedop semtimedop_time64 shmat shmctl shmdt shmget
+@keyring add_key keyctl request_key
+@memlock mlock mlock2 mlockall munlock munlockall
+@module delete_module finit_module init_module
+@mount chroot fsconfig fsmount fsopen fspick mount move_mount open_tree
+ pivot_root umount umount2
+@network-io accept accept4 bind connect getpeername getsockname getsockopt
+ listen recv recvfrom recvmmsg recvmmsg_time64 recvmsg send sendmmsg sendmsg
+ sendto setsockopt shutdown socket socketcall socketpair
+@obsolete _sysctl afs_syscall bdflush break create_module ftime
+ get_kernel_syms getpmsg gtty idle lock mpx prof profil putpmsg query_module
+ security sgetmask ssetmask stty sysfs tuxcall ulimit uselib ustat vserver
+@pkey pkey_alloc pkey_free pkey_mprotect
+@privileged @chown @clock @module @raw-io @reboot @swap _sysctl acct bpf
+ capset chroot fanotify_init fanotify_mark nfsservctl open_by_handle_at
+ pivot_root quotactl setdomainname setfsuid setfsuid32 setgroups setgroups32
+ sethostname setresuid setresuid32 setreuid setreuid32 setuid setuid32
+ vhangup
+@process arch_prctl capget clone clone3 execveat fork getrusage kill
+ pidfd_open pidfd_send_signal prctl rt_sigqueueinfo rt_tgsigqueueinfo setns
+ swapcontext tgkill times tkill unshare vfork wait4 waitid waitpid
+@raw-io ioperm iopl pciconfig_iobase pciconfig_read pciconfig_write
+@reboot kexec_file_load kexec_load reboot
+@resources ioprio_set mbind migrate_pages move_pages nice sched_setaffinity
+ sched_setattr sched_setparam sched_setscheduler set_mempolicy setpriority
+ setrlimit
+@sandbox landlock_add_rule landlock_create_ruleset landlock_restrict_self
+ seccomp
+@setuid setgid setgid32 setgroups setgroups32 setregid setregid32 setresgid
+ setresgid32 setresuid setresuid32 setreuid setreuid32 setuid setuid32
+@signal rt_sigaction rt_sigpending rt_sigprocmask rt_sigsuspend
+ rt_sigtimedwait rt_sigtimedwait_time64 sigaction sigaltstack signal
+ signalfd signalfd4 sigpending sigprocmask sigsuspend
+@swap swapoff swapon
+@sync fdatasync fsync msync sync sync_file_range sync_file_range2 syncfs
+@system-service @aio @basic-io @chown @default @file-system @io-event @ipc
+ @keyring @memlock @network-io @process @resources @setuid @signal @sync
+ @timer brk capget capset copy_file_range fadvise64 fadvise64_64 flock
+ get_mempolicy getcpu getpriority getrandom ioctl ioprio_get kcmp madvise
+ mprotect mremap name_to_handle_at oldolduname olduname personality
+ readahead readdir remap_file_pages sched_get_priority_max
+ sched_get_priority_min sched_getaffinity sched_getattr sched_getparam
+ sched_getscheduler sched_rr_get_interval sched_rr_get_interval_time64
+ sched_yield sendfile sendfile64 setfsgid setfsgid32 setfsuid setfsuid32
+ setpgid setsid splice sysinfo tee umask uname userfaultfd vmsplice
+@timer alarm getitimer setitimer timer_create timer_delete timer_getoverrun
+ timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create
+ timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times
+"""
+
+
+def _parse_groups(text):
+    """A line starting with the group's name, continued on indented lines."""
+    groups = {}
+    for line in text.strip("\n").split("\n"):
+        words = line.split()
+        if not line.startswith(" "):
+            members = groups[words.pop(0)] = []
+        members.extend(words)
+    return groups
+
+
+_SYSCALL_GROUPS = _parse_groups(_SYSCALL_GROUPS_TEXT)
+
+
+def syscall_group(name):
+    """The syscall names of a group ("@mount", ...) with nested groups
+    expanded, sorted; "@known" is every name of the four tables."""
+    if name == "@known":
+        return sorted(set().union(*SYSCALLS.values()))
+    if name not in _SYSCALL_GROUPS:
+        raise SandboxError("seccomp: unknown syscall group %r (one of %s)" % (
+            name, ", ".join(sorted(_SYSCALL_GROUPS) + ["@known"])), errno.EINVAL)
+    names = set()
+    for member in _SYSCALL_GROUPS[name]:
+        names.update(syscall_group(member) if member.startswith("@") else [member])
+    return sorted(names)
+
 
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000

@@ -320,24 +320,102 @@ HEADERS = {
 }
 
 
+# The generic header's names that aarch64 does not have: 32-bit only
+# (time64, sync_file_range2) or not syscalls.
+GENERIC_NOT_AARCH64 = {"arch_specific_syscall", "syscalls", "sync_file_range2"}
+
+
+def generic_header_numbers(path):
+    """The 64-bit names of asm-generic/unistd.h, with its __NR3264_ aliases."""
+    with open(path) as f:
+        text = f.read()
+    numbers = header_numbers(path)
+    aliases = dict(re.findall(r"#define __NR3264_(\w+)\s+(\d+)", text))
+    block = text[text.index("#if __BITS_PER_LONG == 64"):]
+    block = block[:block.index("#else")]
+    for name, alias in re.findall(r"#define __NR_(\w+) __NR3264_(\w+)", block):
+        if alias in aliases:        # __NR3264_stat: not on new architectures
+            numbers[name] = int(aliases[alias])
+    return {n: v for n, v in numbers.items()
+            if n not in GENERIC_NOT_AARCH64 and not 403 <= v <= 423}
+
+
 @pytest.mark.parametrize("arch", ["x86_64", "i386", "aarch64"])
-def test_syscall_numbers_match_the_kernel_headers(arch):
+def test_syscall_tables_are_the_kernel_headers(arch):
+    """Every name of this machine's header with its number, and no other
+    name but those newer than the header (numbers above its last)."""
     path = HEADERS[arch]
     if not os.path.exists(path):
-        pytest.skip("no %s on this machine (install linux-libc-dev)" % path)
-    numbers = header_numbers(path)
-    for name, number in sandbox.SYSCALLS[arch].items():
-        assert numbers.get(name) == number, (arch, name)
-    if arch != "aarch64":   # the generic header lists removed calls under other guards
-        every_name = set().union(*(sandbox.SYSCALLS[a] for a in ARCHES))
-        missing = {n for n in every_name if n not in sandbox.SYSCALLS[arch]}
-        assert not missing & set(numbers), (arch, missing & set(numbers))
+        pytest.fail("no %s on this machine (install linux-libc-dev)" % path)
+    numbers = generic_header_numbers(path) if arch == "aarch64" else header_numbers(path)
+    ours = sandbox.SYSCALLS[arch]
+    assert {n: ours.get(n) for n in numbers} == numbers
+    newest = max(numbers.values())
+    assert all(ours[n] > newest for n in set(ours) - set(numbers)), arch
+    assert len(set(ours.values())) == len(ours), "one number, one name"
+
+
+def test_arm_table_is_libseccomps():
+    """No arm header here: the arm table is checked against libseccomp's
+    own (its syscalls.csv, from the kernel's arch/arm/tools/syscall.tbl),
+    number by number, and beyond libseccomp's last by the unified numbers."""
+    script = ("import json, seccomp\nout = {}\n"
+              "for nr in list(range(1000)) + list(range(0xf0000, 0xf0010)):\n"
+              "    try: name = seccomp.resolve_syscall(seccomp.Arch.ARM, nr)\n"
+              "    except Exception: continue\n"
+              "    if name: out[name.decode()] = nr\n"
+              "print(json.dumps(out))")
+    cp = subprocess.run([SYSTEM_PYTHON, "-c", script], capture_output=True, text=True)
+    assert cp.returncode == 0, cp.stderr
+    theirs = json.loads(cp.stdout)
+    # libseccomp 2.5.4 lists map_shadow_stack (453) for every architecture;
+    # the kernel has it on 64-bit ones only (arm's table goes 452, 454).
+    del theirs["map_shadow_stack"]
+    ours = sandbox.SYSCALLS["arm"]
+    last = max(n for n in theirs.values() if n < 0xf0000)
+    assert {n: v for n, v in ours.items() if v <= last or v >= 0xf0000} == theirs
+    assert "memfd_secret" not in ours and "map_shadow_stack" not in ours
 
 
 def test_unified_syscall_numbers_agree_across_architectures():
+    # From 424 (pidfd_send_signal) on, every architecture numbers alike.
+    for name in set().union(*(sandbox.SYSCALLS[a] for a in ARCHES)):
+        numbers = {sandbox.SYSCALLS[a][name] for a in ARCHES if name in sandbox.SYSCALLS[a]}
+        if max(numbers) >= 424 and max(numbers) < 0xf0000:
+            assert len(numbers) == 1, (name, numbers)
     for name in ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount",
-                 "fspick", "mount_setattr"):
+                 "fspick", "mount_setattr", "io_uring_setup", "file_setattr"):
         assert {sandbox.SYSCALLS[a][name] for a in ARCHES} == {sandbox.SYSCALLS["x86_64"][name]}
+
+
+# Members of systemd's groups that none of the four architectures has.
+OTHER_ARCH_NAMES = {"rtas", "subpage_prot", "swapcontext", "switch_endian",
+                    "sync_file_range2", "sys_debug_setcontext"}
+
+
+def test_syscall_groups_have_systemds_meaning():
+    known = set().union(*(sandbox.SYSCALLS[a] for a in ARCHES))
+    assert sandbox.syscall_group("@known") == sorted(known)
+    for group in sandbox._SYSCALL_GROUPS:
+        members = sandbox.syscall_group(group)
+        assert members and set(members) - known <= OTHER_ARCH_NAMES, group
+    assert sandbox.syscall_group("@mount") == sorted(
+        "chroot fsconfig fsmount fsopen fspick mount move_mount open_tree pivot_root umount umount2".split())
+    assert sandbox.syscall_group("@io-uring") == ["io_uring_enter", "io_uring_register", "io_uring_setup"]
+    assert sandbox.syscall_group("@clock") == sorted(
+        "adjtimex clock_adjtime clock_adjtime64 clock_settime clock_settime64 settimeofday stime".split())
+    privileged = set(sandbox.syscall_group("@privileged"))
+    for nested in ("@chown", "@clock", "@module", "@raw-io", "@reboot", "@swap"):
+        assert set(sandbox.syscall_group(nested)) <= privileged
+    assert {"bpf", "open_by_handle_at", "setuid", "capset"} <= privileged
+    for name in ("@mount", "@module", "@clock", "@reboot", "@swap", "@keyring", "@debug", "@raw-io",
+                 "@cpu-emulation", "@obsolete", "@privileged", "@aio", "@basic-io", "@chown",
+                 "@default", "@file-system", "@io-event", "@ipc", "@memlock", "@network-io",
+                 "@pkey", "@process", "@resources", "@sandbox", "@setuid", "@signal", "@sync",
+                 "@system-service", "@timer"):
+        assert name in sandbox._SYSCALL_GROUPS, name
+    with pytest.raises(sandbox.SandboxError, match="@nope"):
+        sandbox.syscall_group("@nope")
 
 
 @pytest.mark.parametrize("arch", ARCHES)
