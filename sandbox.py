@@ -2026,6 +2026,15 @@ class Op:
     def apply(self, state):
         raise NotImplementedError
 
+    def landlock_rule(self):
+        """Landlock (SPEC section 6): (path in the new root, rights) that the
+        command gets beneath what this operation made, or None for nothing
+        of its own (a link or a directory gets what its surroundings get).
+        Rights: LANDLOCK_READ (read and execute), LANDLOCK_FULL,
+        LANDLOCK_PROC or any mask of LANDLOCK_ACCESS_FS_*.  Asked right
+        after apply(), which must have made the path."""
+        return None
+
 
 class Bind(Op):
     fields = ("source", "target", "flags")
@@ -2079,6 +2088,13 @@ class Bind(Op):
         _bind_mount(source, target, self.flags, what,
                     alone=not is_dir or not state.host_mounts_under(source))
 
+    def landlock_rule(self):
+        if self._resolved is None:
+            return None
+        if self.flags & BindWritable:
+            return self.target, LANDLOCK_FULL
+        return self.target, LANDLOCK_READ_DEVICES if self.flags & BindDevice else LANDLOCK_READ
+
 
 class Proc(Op):
     fields = ("dest",)
@@ -2092,6 +2108,9 @@ class Proc(Op):
         _mkdirs_or_fail(target, state.parent_perm, self)
         _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
+    def landlock_rule(self):
+        return self.dest, LANDLOCK_PROC
+
 
 class Mqueue(Op):
     fields = ("dest",)
@@ -2104,6 +2123,9 @@ class Mqueue(Op):
         target = _resolve_in_root(_SYSROOT, self.dest)
         _mkdirs_or_fail(target, state.parent_perm, self)
         _mount("mqueue", target, "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
+
+    def landlock_rule(self):
+        return self.dest, LANDLOCK_FULL
 
 
 class Tmpfs(Op):
@@ -2128,6 +2150,9 @@ class Tmpfs(Op):
         _mkdirs_or_fail(target, state.parent_perm, self)
         data = "mode=%o" % self.perm + (",size=%d" % self.size if self.size else "")
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data, str(self))
+
+    def landlock_rule(self):
+        return self.dest, LANDLOCK_FULL
 
 
 _DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -2172,6 +2197,10 @@ class Dev(Op):
             _touch(target + "/console", 0o444)
             _bind_mount(self._console, target + "/console",
                         BindWritable | BindDevice, what + ": console", alone=True)
+
+    def landlock_rule(self):
+        # Device nodes with their ioctls, /dev/shm, /dev/pts: all of it.
+        return self.dest, LANDLOCK_FULL
 
 
 class Link(Op):
@@ -2288,6 +2317,9 @@ class Place(Op):
         _bind_mount(staging, target, 0, what, alone=True)
         os.unlink(staging)
 
+    def landlock_rule(self):
+        return self.name, LANDLOCK_READ
+
 
 def _mkdirs_or_fail(path, perm, what):
     """_make_dirs; `what` (an op or a string) is formatted only on failure."""
@@ -2369,6 +2401,251 @@ def _op_record(op):
 
 
 # ---------------------------------------------------------------------------
+# Limits and Landlock: what the command may use and reach once it runs.
+#
+# Landlock (SPEC section 6) confines the command to the tree the operations
+# built.  Each operation says, with landlock_rule(), what the command may do
+# beneath what it mounted: read and execute beneath a read-only bind;
+# everything beneath a writable bind, a tmpfs, an overlay's upper, /dev and an
+# mqueue; what procfs allows beneath /proc.  The worker opens each target as
+# the operation is applied (before a later one can mount over it), builds the
+# ruleset once the root is built and hands its fd to PID 1 with the command's
+# fds; PID 1 enforces it last before the command, after the capabilities and
+# rlimits (the seccomp filter it loaded earlier lets the Landlock calls
+# through).  Nothing else gets a right: a host directory reached through an
+# fd passed in gives nothing beyond the fd itself.  With ABI >= 6 abstract
+# unix sockets and signals are scoped to the sandbox; with ABI >= 4 TCP bind
+# and connect can be limited to given ports.  "auto" (the default) takes what
+# the kernel has, "require" fails where it has no Landlock, "off" uses none.
+# ---------------------------------------------------------------------------
+
+# The unified syscall numbers: the same on every architecture.
+SYS_landlock_create_ruleset = 444
+SYS_landlock_add_rule = 445
+SYS_landlock_restrict_self = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1 << 0
+LANDLOCK_RULE_PATH_BENEATH = 1
+LANDLOCK_RULE_NET_PORT = 2
+
+# include/uapi/linux/landlock.h; the ABI that brought each right is noted.
+LANDLOCK_ACCESS_FS_EXECUTE = 1 << 0
+LANDLOCK_ACCESS_FS_WRITE_FILE = 1 << 1
+LANDLOCK_ACCESS_FS_READ_FILE = 1 << 2
+LANDLOCK_ACCESS_FS_READ_DIR = 1 << 3
+LANDLOCK_ACCESS_FS_REMOVE_DIR = 1 << 4
+LANDLOCK_ACCESS_FS_REMOVE_FILE = 1 << 5
+LANDLOCK_ACCESS_FS_MAKE_CHAR = 1 << 6
+LANDLOCK_ACCESS_FS_MAKE_DIR = 1 << 7
+LANDLOCK_ACCESS_FS_MAKE_REG = 1 << 8
+LANDLOCK_ACCESS_FS_MAKE_SOCK = 1 << 9
+LANDLOCK_ACCESS_FS_MAKE_FIFO = 1 << 10
+LANDLOCK_ACCESS_FS_MAKE_BLOCK = 1 << 11
+LANDLOCK_ACCESS_FS_MAKE_SYM = 1 << 12
+LANDLOCK_ACCESS_FS_REFER = 1 << 13            # ABI 2
+LANDLOCK_ACCESS_FS_TRUNCATE = 1 << 14         # ABI 3
+LANDLOCK_ACCESS_FS_IOCTL_DEV = 1 << 15        # ABI 5
+LANDLOCK_ACCESS_NET_BIND_TCP = 1 << 0         # ABI 4
+LANDLOCK_ACCESS_NET_CONNECT_TCP = 1 << 1      # ABI 4
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+LANDLOCK_SCOPE_SIGNAL = 1 << 1                # ABI 6
+
+# What an operation grants beneath its target (masked, when the ruleset is
+# built, to what the kernel handles, and to a file's rights for a file).
+LANDLOCK_READ = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
+LANDLOCK_FULL = (1 << 16) - 1
+LANDLOCK_PROC = (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR
+                 | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE)
+# A read-only bind that keeps devices: their nodes may still be written to
+# and their ioctls made, as the mount allows.
+LANDLOCK_READ_DEVICES = LANDLOCK_READ | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_IOCTL_DEV
+_LANDLOCK_FILE_RIGHTS = (LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE
+                         | LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_TRUNCATE
+                         | LANDLOCK_ACCESS_FS_IOCTL_DEV)
+_LANDLOCK_MODES = ("auto", "off", "require")
+_LANDLOCK_RIGHT_NAMES = (
+    (LANDLOCK_FULL, "all"), (LANDLOCK_READ_DEVICES, "read, execute, write and ioctl devices"),
+    (LANDLOCK_READ, "read, execute"), (LANDLOCK_PROC, "read, write"))
+
+
+def _landlock_abi():
+    """The kernel's Landlock ABI version; 0 where there is none (not built
+    in, not enabled at boot, or refused by a seccomp filter around us)."""
+    return max(_libc.syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0),
+                             ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)), 0)
+
+
+def _landlock_handled_fs(abi):
+    handled = LANDLOCK_ACCESS_FS_MAKE_SYM * 2 - 1
+    if abi >= 2:
+        handled |= LANDLOCK_ACCESS_FS_REFER
+    if abi >= 3:
+        handled |= LANDLOCK_ACCESS_FS_TRUNCATE
+    if abi >= 5:
+        handled |= LANDLOCK_ACCESS_FS_IOCTL_DEV
+    return handled
+
+
+def _check_landlock_mode(mode):
+    if not isinstance(mode, str) or mode not in _LANDLOCK_MODES:
+        raise SandboxError("landlock: invalid mode %r (expected %s)"
+                           % (mode, ", ".join(map(repr, _LANDLOCK_MODES))), errno.EINVAL)
+    return mode
+
+
+def _check_ports(ports, what):
+    """None (not limited) or a sorted list of TCP ports."""
+    if ports is None:
+        return None
+    if isinstance(ports, (str, bytes)) or not hasattr(ports, "__iter__"):
+        raise SandboxError("%s: expected a list of ports, not %r" % (what, ports), errno.EINVAL)
+    checked = set()
+    for port in ports:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise SandboxError("%s: invalid port %r" % (what, port), errno.EINVAL)
+        checked.add(port)
+    return sorted(checked)
+
+
+def _landlock_plan(mode, abi, flags, allow_connect, allow_bind):
+    """What Landlock enforces for these settings on a kernel of `abi`:
+    (abi, handled fs rights, handled net rights, scopes), all 0 when
+    nothing applies.  A SandboxError where "require" or a port list asks
+    for what the kernel lacks: a limit asked for is never ignored."""
+    ports = allow_connect is not None or allow_bind is not None
+    if mode == "off":
+        if ports:
+            raise SandboxError("landlock: allow_connect/allow_bind need Landlock, "
+                               "and it is off", errno.EINVAL)
+        return abi, 0, 0, 0
+    if abi < 1:
+        if mode == "require" or ports:
+            raise SandboxError(
+                "landlock: %s, and this kernel has no Landlock (Linux 5.13+ with "
+                "lsm=landlock; see --check)" % ("required" if mode == "require" else
+                                                "allow_connect/allow_bind need it"),
+                errno.EOPNOTSUPP)
+        return abi, 0, 0, 0
+    net = ((LANDLOCK_ACCESS_NET_BIND_TCP if allow_bind is not None else 0)
+           | (LANDLOCK_ACCESS_NET_CONNECT_TCP if allow_connect is not None else 0))
+    if net and abi < 4:
+        raise SandboxError("landlock: allow_connect/allow_bind need Landlock ABI 4 "
+                           "(Linux 6.7); this kernel has ABI %d" % abi, errno.EOPNOTSUPP)
+    # Landlock refuses every mount to a process whose file system access it
+    # restricts, even in a user namespace of its own: with FAllowUserns
+    # (namespaces and mounts inside) "auto" leaves the file system to the
+    # mount namespace.
+    fs = 0 if mode == "auto" and flags & FAllowUserns else _landlock_handled_fs(abi)
+    scoped = LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL if abi >= 6 else 0
+    return abi, fs, net, scoped
+
+
+def _landlock_rights_name(access):
+    for mask, name in _LANDLOCK_RIGHT_NAMES:
+        if access == mask:
+            return name
+    return "%#x" % access
+
+
+def _landlock_describe(plan, allow_connect, allow_bind):
+    """One line saying what Landlock enforces (for -v and check())."""
+    abi, fs, net, scoped = plan
+    if not (fs or net or scoped):
+        return "not used" + (" (the kernel has none)" if abi < 1 else "")
+    parts = ["ABI %d" % abi,
+             "file system: only beneath the operations' targets" if fs else
+             "file system: not restricted (FAllowUserns: mounts inside)"]
+    for bit, name, ports in ((LANDLOCK_ACCESS_NET_BIND_TCP, "bind", allow_bind),
+                             (LANDLOCK_ACCESS_NET_CONNECT_TCP, "connect", allow_connect)):
+        if net & bit:
+            parts.append("TCP %s: %s" % (name, ", ".join(map(str, ports)) or "no port"))
+    parts.append("scoped: abstract unix sockets, signals" if scoped else
+                 "scoped: nothing (needs ABI 6)")
+    return "; ".join(parts)
+
+
+def _landlock_add_rule(ruleset, kind, attr, what):
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    _check(_libc.syscall(SYS_landlock_add_rule, ruleset, kind, buf, 0), what)
+
+
+def _landlock_ruleset(plan, rules, stdio, allow_connect, allow_bind):
+    """The ruleset's fd (in the worker, in the built root): the rules the
+    operations made (fd, rights), read beneath / (the root tmpfs holds only
+    setup's mount points, directories and symlinks: listing them is what
+    ordinary programs do; nothing there is written or executed), the
+    command's own stdin/stdout/stderr when they are files or devices (so
+    /dev/stdout can be opened again, with the rights the fd has), and the
+    port rules."""
+    abi, fs, net, scoped = plan
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    attr = ctypes.create_string_buffer(struct.pack("=QQQ", fs, net, scoped)[:size], size)
+    ruleset = _check(_libc.syscall(SYS_landlock_create_ruleset, attr, ctypes.c_size_t(size),
+                                   ctypes.c_uint32(0)), "landlock: creating the ruleset")
+    try:
+        if fs:
+            root = os.open("/", os.O_PATH | os.O_CLOEXEC)
+            try:
+                rules = list(rules) + [(root, LANDLOCK_ACCESS_FS_READ_DIR)]
+                for fd, access in rules:
+                    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                        access &= _LANDLOCK_FILE_RIGHTS
+                    if access & fs:
+                        _landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                                           struct.pack("=Qi", access & fs, fd),
+                                           "landlock: adding a rule")
+            finally:
+                os.close(root)
+            for fd in stdio:
+                access = _landlock_stdio_rights(fd) & fs
+                if access:
+                    buf = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
+                    # (EBADFD: a pipe or socket, which Landlock never checks.)
+                    if _libc.syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                                     buf, 0) < 0 and ctypes.get_errno() != errno.EBADFD:
+                        _fail("landlock: adding a rule for stdio", ctypes.get_errno())
+        for port in sorted(set(allow_connect or ()) | set(allow_bind or ())):
+            access = ((LANDLOCK_ACCESS_NET_BIND_TCP if port in (allow_bind or ()) else 0)
+                      | (LANDLOCK_ACCESS_NET_CONNECT_TCP if port in (allow_connect or ()) else 0))
+            _landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, struct.pack("=QQ", access, port),
+                               "landlock: adding the rule for port %d" % port)
+    except BaseException:
+        os.close(ruleset)
+        raise
+    return ruleset
+
+
+def _landlock_stdio_rights(fd):
+    """What reopening the file or device `fd` refers to may do: what the fd
+    itself may (nothing for a pipe, socket or directory)."""
+    if fd is None:
+        return 0
+    try:
+        mode = os.fstat(fd).st_mode
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        return 0
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) or flags & os.O_PATH:
+        return 0
+    access = 0
+    if flags & os.O_ACCMODE in (os.O_RDONLY, os.O_RDWR):
+        access |= LANDLOCK_ACCESS_FS_READ_FILE
+    if flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+        access |= LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_TRUNCATE
+    if not stat.S_ISREG(mode):
+        access |= LANDLOCK_ACCESS_FS_IOCTL_DEV
+    return access
+
+
+def _landlock_restrict(ruleset):
+    """PID 1, last before the command: enforce the ruleset (no_new_privs is
+    set) on itself, and so on everything it starts."""
+    try:
+        _check(_libc.syscall(SYS_landlock_restrict_self, ruleset, 0), "landlock: restricting")
+    finally:
+        os.close(ruleset)
+
+
+# ---------------------------------------------------------------------------
 # The container's init.
 #
 # clone() with every namespace flag makes a child that is PID 1 of the new
@@ -2420,6 +2697,9 @@ class _SetupState:
         self.stdout_fd = stdout_fd
         self.index = 0
         self._host_mountpoints = None
+        # Landlock: (O_PATH fd, rights) of each op's target, as applied;
+        # None when no ruleset restricts the file system.
+        self.landlock_rules = None
 
     def host_mounts_under(self, path):
         """Whether anything is mounted strictly under `path` (a path under
@@ -2486,19 +2766,34 @@ def _each_op(ops, state, step):
         state.index = index
         try:
             method(op, state)
+            if step == "apply" and state.landlock_rules is not None:
+                _open_landlock_target(op, state.landlock_rules)
         except SandboxError as err:
             raise _at_op(err, index)
         except OSError as err:
             raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
 
 
+def _open_landlock_target(op, rules):
+    """The target of op's Landlock rule, opened now: a later op may mount
+    over it, and the rule is for what this op made."""
+    rule = op.landlock_rule()
+    if rule is not None:
+        path, access = rule
+        fd = os.open(_resolve_in_root(_SYSROOT, path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        rules.append((fd, access))
+
+
 def _build_root(ops, state, ahead=None, wanted=False):
     """The early pass, then each operation, unless `ahead` (a _RootAhead)
     built the same in sysroot and what it learned from the host still
-    holds; a root built ahead and not wanted is swapped for an empty one."""
+    holds (its Landlock targets are then this request's); a root built
+    ahead and not wanted is swapped for an empty one."""
     _each_op(ops, state, "early")
     if ahead is not None and ahead.facts is not None:
         if wanted and [op._host_facts() for op in ops] == ahead.facts:
+            if state.landlock_rules is not None:
+                state.landlock_rules = ahead.landlock_rules
             return
         _empty_sysroot()
     _known_dirs.add(_SYSROOT)
@@ -2522,9 +2817,12 @@ class _RootAhead:
         ops = _default_ops(_HOST)
         self.records = [_op_record(op) for op in ops]
         self.facts = None
+        self.landlock_rules = []
         if build:
+            state = _SetupState({"flags": 0, "parent_perm": 0o755}, None)
+            state.landlock_rules = self.landlock_rules
             try:
-                _build_root(ops, _SetupState({"flags": 0, "parent_perm": 0o755}, None))
+                _build_root(ops, state)
                 self.facts = [op._host_facts() for op in ops]
             except SandboxError:
                 _empty_sysroot()       # the request builds its own
@@ -2690,12 +2988,23 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
             except OSError as err:
                 _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
         ops = [_OP_TYPES[kind]._from_values(values) for kind, values in cfg["ops"]]
-        _build_root(ops, _SetupState(cfg, stdio[1]), ahead, wanted)
+        landlock = _landlock_plan(cfg["landlock"], _landlock_abi(), cfg["flags"],
+                                  cfg["allow_connect"], cfg["allow_bind"])
+        state = _SetupState(cfg, stdio[1])
+        if landlock[1]:
+            state.landlock_rules = []
+        _build_root(ops, state, ahead, wanted)
         _enter_sysroot()
+        ruleset = None
+        if any(landlock[1:]):
+            ruleset = _landlock_ruleset(landlock, state.landlock_rules or (), stdio,
+                                        cfg["allow_connect"], cfg["allow_bind"])
         slots = [fd is not None for fd in stdio]
         spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
         spawn["slots"], spawn["extras"] = slots, len(extras)
-        _send_fds(to_init, marshal.dumps(spawn), [chan] + list(stdio) + list(extras))
+        spawn["landlock"] = ruleset is not None
+        _send_fds(to_init, marshal.dumps(spawn), [chan] + list(stdio) + list(extras)
+                  + ([ruleset] if ruleset is not None else []))
     except BaseException as err:
         _report_setup_failure(chan, err)
     if helper is not None:
@@ -2731,9 +3040,12 @@ def _init_serve(worker, from_worker, filter_program):
         else:
             spawn = marshal.loads(message)
             chan, fds = fds[0], fds[1:]
+            ruleset = fds.pop() if spawn["landlock"] else None
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
             try:
                 _drop_capabilities(spawn["privileged"])
+                if ruleset is not None:
+                    _landlock_restrict(ruleset)
                 if not spawn["quiet"]:
                     _send(chan, "ready")
             except BaseException as err:
@@ -3531,6 +3843,11 @@ class Container:
         self.stdin = self.stdout = self.stderr = None
         self.cancel = None
         self.wait_delay = None
+        # Landlock (SPEC section 6): "auto", "off" or "require"; TCP ports
+        # the command may connect to / bind (None: not limited).
+        self.landlock = "auto"
+        self.allow_connect = None
+        self.allow_bind = None
         self.pid = None
         self.returncode = None
         self._chan = None
@@ -3591,6 +3908,10 @@ class Container:
             raise SandboxError("parent_perm: invalid mode %r" % (self.parent_perm,), errno.EINVAL)
         if len(self.extra_files) > _MAX_FDS - 8:
             raise SandboxError("extra_files: too many (%d)" % len(self.extra_files), errno.EINVAL)
+        # Landlock
+        _check_landlock_mode(self.landlock)
+        _check_ports(self.allow_connect, "allow_connect")
+        _check_ports(self.allow_bind, "allow_bind")
         self._stage = "started"
 
     def _config(self):
@@ -3624,6 +3945,10 @@ class Container:
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
             "seccomp": seccomp,
             "quiet": self._quiet,
+            # Landlock
+            "landlock": _check_landlock_mode(self.landlock),
+            "allow_connect": _check_ports(self.allow_connect, "allow_connect"),
+            "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
             "filter": _compiled_filter(seccomp, HOST_ARCH, None),
         }
 
@@ -3817,7 +4142,7 @@ class Container:
 def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
         uid=None, gid=None, hostname="", env=None, cwd="/", flags=0, seccomp=0,
         stdin=None, stdout=None, stderr=None, pass_fds=(), privileged=False,
-        cgroup=None, input=None):
+        cgroup=None, input=None, landlock="auto", allow_connect=None, allow_bind=None):
     """Run args in a container, like subprocess.run; returns a
     subprocess.CompletedProcess.  ops defaults to default_ops()."""
     if isinstance(args, (str, bytes)) or not args:
@@ -3828,6 +4153,8 @@ def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
     container.env, container.dir, container.flags = env, cwd, flags
     container.seccomp, container.privileged, container.cgroup = seccomp, privileged, cgroup
     container.extra_files = list(pass_fds)
+    container.landlock, container.allow_connect = landlock, allow_connect
+    container.allow_bind = allow_bind
     if capture_output:
         if stdout is not None or stderr is not None:
             raise ValueError("stdout and stderr arguments may not be used with capture_output.")

@@ -19,6 +19,7 @@ import random
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -1850,14 +1851,18 @@ def test_calls_that_change_no_id_behave_as_outside(as_user):
 
 
 def test_a_directory_fd_passed_in_is_the_only_way_out(as_user):
-    """What the caller passes is reachable; nothing else of the caller is."""
+    """What the caller passes is reachable, and with Landlock (the default)
+    not beyond the fd itself; nothing else of the caller is."""
     def body():
         host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            listing = run_ok(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir])
+            listing = run_ok(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir], landlock="off")
+            cp = sandbox.run(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir], env=ENV,
+                             capture_output=True)
         finally:
             os.close(host_dir)
         assert "root" in listing.split() or "home" in listing.split()
+        assert cp.returncode == 2 and cp.stdout == b"" and b"Permission denied" in cp.stderr, cp
         assert run_ok(["/bin/ls", "/proc/self/fd"]).split() == ["0", "1", "2", "3"]
     as_user(body)
 
@@ -1882,11 +1887,279 @@ def test_no_way_to_the_host_network(as_user):
         try:
             out = run_ok(["/usr/bin/python3", "-I", "-c", script])
             assert out.split() == [str(errno.ECONNREFUSED)] * 2, out
-            shared = run_ok(["/usr/bin/python3", "-I", "-c", script], flags=sandbox.FAllowNet)
+            # Sharing the network shares its abstract unix sockets, unless
+            # Landlock (ABI 6, the default here) scopes them to the sandbox.
+            shared = run_ok(["/usr/bin/python3", "-I", "-c", script], flags=sandbox.FAllowNet,
+                            landlock="off")
             assert shared.split() == ["connected", "connected"], shared
+            scoped = run_ok(["/usr/bin/python3", "-I", "-c", script], flags=sandbox.FAllowNet)
+            assert scoped.split() == ["connected", str(errno.EPERM)], scoped
         finally:
             listener.close()
             abstract.close()
+    as_user(body)
+
+
+# ---------------------------------------------------------------------------
+# Landlock: the ruleset derived from the operations, scoping, port rules.
+# ---------------------------------------------------------------------------
+
+LANDLOCK_PROBE = r"""
+import errno, json, os, sys
+out = {}
+def attempt(name, call):
+    try:
+        call()
+        out[name] = "ok"
+    except OSError as err:
+        out[name] = errno.errorcode[err.errno]
+def write(path, dir_fd=None):
+    def call():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666, dir_fd=dir_fd)
+        os.write(fd, b"x")
+        os.close(fd)
+    return call
+def read(path, dir_fd=None):
+    return lambda: os.close(os.open(path, os.O_RDONLY, dir_fd=dir_fd))
+attempt("mount rw", write("/rw/new"))
+attempt("mount ro", write("/ro/new"))
+attempt("fd rw write", write("rw/f", 3))
+attempt("fd ro read", read("ro/f", 3))
+attempt("fd ro write", write("ro/f", 3))
+attempt("fd other read", read("other/f", 3))
+attempt("fd mkdir", lambda: os.mkdir("made", dir_fd=3))
+attempt("fd itself", lambda: os.fstat(3))
+print(json.dumps(out))
+"""
+
+
+def landlock_tree():
+    """A host directory with rw/, ro/ and other/ (each holding a file f),
+    usable by uid 65534; returns its path."""
+    top = tempfile.mkdtemp(prefix="sandbox-landlock-")
+    os.chmod(top, 0o777)
+    for name in ("rw", "ro", "other"):
+        os.mkdir(os.path.join(top, name), 0o777)
+        os.chmod(os.path.join(top, name), 0o777)
+        with open(os.path.join(top, name, "f"), "w") as f:
+            f.write("data")
+        os.chmod(os.path.join(top, name, "f"), 0o666)
+    return top
+
+
+def test_landlock_ruleset_is_the_one_the_operations_derive(as_user):
+    """Reached through a host directory fd (where the host's mount allows
+    everything), what lies beneath a writable bind may be written, beneath a
+    read-only bind only read, and elsewhere nothing: the rules are the
+    operations', not the mounts'."""
+    top = landlock_tree()
+
+    def body():
+        ops = (sandbox.default_ops().bind(top + "/rw", "/rw", sandbox.BindWritable)
+               .bind(top + "/ro", "/ro"))
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            confined = json.loads(run_ok(["/usr/bin/python3", "-I", "-c", LANDLOCK_PROBE],
+                                         ops=ops, pass_fds=[fd], landlock="require"))
+            free = json.loads(run_ok(["/usr/bin/python3", "-I", "-c", LANDLOCK_PROBE],
+                                     ops=ops, pass_fds=[fd], landlock="off"))
+        finally:
+            os.close(fd)
+        assert confined == {"mount rw": "ok", "mount ro": "EROFS", "fd rw write": "ok",
+                            "fd ro read": "ok", "fd ro write": "EACCES",
+                            "fd other read": "EACCES", "fd mkdir": "EACCES",
+                            "fd itself": "ok"}, confined
+        assert free == dict(confined, **{"fd ro write": "ok", "fd other read": "ok",
+                                         "fd mkdir": "ok"}), free
+        os.rmdir(os.path.join(top, "made"))
+    try:
+        as_user(body)
+    finally:
+        shutil.rmtree(top)
+
+
+def test_ordinary_programs_run_under_the_derived_ruleset(as_user):
+    script = textwrap.dedent(r"""
+        set -e
+        printf 'b\na\nc\n' | sort | tr a-z A-Z | head -n 2 | wc -l
+        python3 -I -c 'import json, subprocess, tempfile; print(json.dumps(subprocess.run(["echo", "py"], capture_output=True, text=True).stdout.strip()))'
+        printf '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n' > /tmp/hello.c
+        cc -o /tmp/hello /tmp/hello.c
+        /tmp/hello
+        mkdir -p /tmp/a/b && mv /tmp/hello.c /tmp/a/b/ && ls /tmp/a/b
+        echo stderr-again >> /dev/stderr
+        ls / >/dev/null && cat /proc/self/stat >/dev/null && echo 0 > /proc/self/oom_score_adj
+        python3 -I -c 'import os, pty; m, s = pty.openpty(); print(os.ttyname(s))'
+        """)
+
+    def body():
+        with tempfile.TemporaryFile() as err:
+            cp = sandbox.run(["/bin/sh", "-c", script], env=ENV, stdout=subprocess.PIPE,
+                             stderr=err, landlock="require")
+            err.seek(0)
+            errors = err.read()
+        assert cp.returncode == 0, (cp, errors)
+        assert cp.stdout.decode().split() == ["2", '"py"', "hello", "hello.c", "/dev/pts/0"]
+        assert errors == b"stderr-again\n"
+    as_user(body)
+
+
+def test_landlock_limits_tcp_bind_and_connect_to_the_given_ports(as_user):
+    script = textwrap.dedent("""
+        import errno, socket
+        def attempt(what, call):
+            try:
+                call()
+                print(what, "ok")
+            except OSError as err:
+                print(what, errno.errorcode[err.errno])
+        servers = []
+        for port in (5001, 5002, 5003):
+            s = socket.socket()
+            servers.append(s)
+            attempt("bind %d" % port, lambda: (s.bind(("127.0.0.1", port)), s.listen(4)))
+        for port in (5001, 5002):
+            attempt("connect %d" % port, lambda: socket.socket().connect(("127.0.0.1", port)))
+        attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("127.0.0.1", 5003)))
+        """)
+
+    def body():
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script],
+                     allow_bind=[5001, 5002], allow_connect=[5001])
+        assert out.splitlines() == ["bind 5001 ok", "bind 5002 ok", "bind 5003 EACCES",
+                                    "connect 5001 ok", "connect 5002 EACCES", "udp ok"]
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script], allow_connect=[])
+        assert out.splitlines() == ["bind 5001 ok", "bind 5002 ok", "bind 5003 ok",
+                                    "connect 5001 EACCES", "connect 5002 EACCES", "udp ok"]
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script])
+        assert "EACCES" not in out
+    as_user(body)
+
+
+def test_the_sandbox_signals_its_own_and_is_signalled_under_landlock(as_user):
+    """Signal scoping leaves PID 1 able to kill what it started, and the
+    caller able to signal the sandbox."""
+    def body():
+        out = sh("sleep 30 & kill $!; wait $!; echo $?", landlock="require")
+        assert out.split() == [str(128 + signal.SIGTERM)]
+        c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        c.landlock = "require"
+        c.start()
+        c.serve()
+        c.stop()
+        assert c.wait(timeout=30) == 128 + signal.SIGTERM
+        c.close()
+    as_user(body)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="entering a sandbox's namespaces takes root")
+def test_landlock_scopes_signals_to_the_sandbox():
+    """A process that joins the sandbox's PID namespace from outside (as
+    the same user inside) is out of the command's reach under Landlock."""
+    script = ("import os, sys\n"
+              "pid = int(sys.stdin.readline())\n"
+              "try:\n"
+              "    os.kill(pid, 0); print('reached')\n"
+              "except OSError as err:\n"
+              "    print(err.errno)\n")
+    results = {}
+    for mode in ("off", "require"):
+        read_end, write_end = os.pipe()
+        c = sandbox.Container("/usr/bin/python3", "-I", "-c", script, ops=sandbox.default_ops())
+        c.landlock, c.env, c.stdin, c.stdout = mode, ENV, read_end, subprocess.PIPE
+        out_r, out_w = os.pipe()
+        c.stdout = out_w
+        c.start()
+        c.serve()
+        os.close(read_end)
+        os.close(out_w)
+        intruder = subprocess.Popen(["nsenter", "-t", str(c.pid), "-U", "-p", "-S", "65534",
+                                     "-G", "65534", "--", "/bin/sleep", "30"])
+        try:
+            inner = None
+            for _ in range(500):
+                children = open("/proc/%d/task/%d/children" % (intruder.pid, intruder.pid)).read().split()
+                if children:
+                    status = open("/proc/%s/status" % children[0]).read()
+                    nspid = [line for line in status.splitlines() if line.startswith("NSpid:")]
+                    if "sleep" in open("/proc/%s/comm" % children[0]).read():
+                        inner = nspid[0].split()[-1]
+                        break
+                time.sleep(0.01)
+            assert inner is not None
+            os.write(write_end, inner.encode() + b"\n")
+            os.close(write_end)
+            assert c.wait(timeout=30) == 0
+            with os.fdopen(out_r, "rb") as f:
+                results[mode] = f.read().strip()
+        finally:
+            intruder.kill()
+            intruder.wait()
+            c.close()
+    assert results == {"off": b"reached", "require": str(errno.EPERM).encode()}, results
+
+
+def test_allow_userns_keeps_mounts_possible_under_auto(as_user):
+    """Landlock refuses every mount to a process whose file system it
+    restricts: with FAllowUserns "auto" leaves the file system out, and
+    "require" does not."""
+    script = "unshare -Urm sh -c 'mount -t tmpfs none /tmp && echo mounted'"
+
+    def body():
+        cp = sandbox.run(["/bin/sh", "-c", script], env=ENV, capture_output=True,
+                         flags=sandbox.FAllowUserns)
+        assert cp.stdout == b"mounted\n", cp
+        cp = sandbox.run(["/bin/sh", "-c", script], env=ENV, capture_output=True,
+                         flags=sandbox.FAllowUserns, landlock="require")
+        assert cp.returncode != 0 and b"Operation not permitted" in cp.stderr, cp
+    as_user(body)
+
+
+def _refuse_landlock():
+    """A seccomp filter answering ENOSYS to landlock_create_ruleset, as on a
+    kernel without Landlock (this process and what it starts)."""
+    program = struct.pack("=HBBI", 0x20, 0, 0, 0)                    # ld nr
+    program += struct.pack("=HBBI", 0x15, 0, 1, sandbox.SYS_landlock_create_ruleset)
+    program += struct.pack("=HBBI", 0x06, 0, 0, sandbox.SECCOMP_RET_ERRNO | errno.ENOSYS)
+    program += struct.pack("=HBBI", 0x06, 0, 0, sandbox.SECCOMP_RET_ALLOW)
+    sandbox._prctl(sandbox.PR_SET_NO_NEW_PRIVS, 1)
+    sandbox._load_filter(program)
+
+
+def test_without_landlock_auto_runs_and_require_fails_clearly():
+    def body():
+        assert sandbox._landlock_abi() >= 6      # this machine: ABI 7
+        _refuse_landlock()
+        assert sandbox._landlock_abi() == 0
+        assert run_ok(["/bin/echo", "ran"]) == "ran\n"
+        for kwargs, message in (({"landlock": "require"}, "landlock: required"),
+                                ({"allow_connect": [80]}, "landlock: allow_connect")):
+            with pytest.raises(sandbox.SandboxError, match=message) as info:
+                sandbox.run(["/bin/true"], **kwargs)
+            assert info.value.errno == errno.EOPNOTSUPP
+    _run_forked(body, drop=False)
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda c: setattr(c, "landlock", "on"), "landlock: invalid mode 'on'"),
+    (lambda c: setattr(c, "landlock", None), "landlock: invalid mode None"),
+    (lambda c: setattr(c, "allow_connect", [80, 70000]), "allow_connect: invalid port 70000"),
+    (lambda c: setattr(c, "allow_bind", ["80"]), "allow_bind: invalid port '80'"),
+    (lambda c: setattr(c, "allow_bind", 80), "allow_bind: expected a list of ports"),
+    (lambda c: setattr(c, "allow_connect", [True]), "allow_connect: invalid port True"),
+])
+def test_bad_landlock_settings_are_refused_before_anything_starts(setup, message):
+    c = sandbox.Container("/bin/true", ops=sandbox.default_ops())
+    setup(c)
+    with pytest.raises(sandbox.SandboxError, match=re.escape(message)) as info:
+        c.start()
+    assert info.value.errno == errno.EINVAL
+
+
+def test_ports_with_landlock_off_are_refused(as_user):
+    def body():
+        with pytest.raises(sandbox.SandboxError, match="landlock: allow_connect/allow_bind need"):
+            sandbox.run(["/bin/true"], landlock="off", allow_bind=[80])
     as_user(body)
 
 
