@@ -2089,7 +2089,7 @@ class Bind(Op):
                     alone=not is_dir or not state.host_mounts_under(source))
 
     def landlock_rule(self):
-        if self._resolved is None:
+        if getattr(self, "_resolved", "") is None:     # (unset before setup)
             return None
         if self.flags & BindWritable:
             return self.target, LANDLOCK_FULL
@@ -2563,55 +2563,69 @@ def _landlock_describe(plan, allow_connect, allow_bind):
     return "; ".join(parts)
 
 
+def _landlock_verbose(container):
+    """-v: write what Landlock will enforce; returns a function giving the
+    text to add to an operation's line (its rights, when they apply)."""
+    try:
+        plan = _landlock_plan(_check_landlock_mode(container.landlock), _landlock_abi(),
+                              container.flags, _check_ports(container.allow_connect, "allow_connect"),
+                              _check_ports(container.allow_bind, "allow_bind"))
+    except SandboxError:
+        return lambda op: ""        # the run says why
+    sys.stderr.write("sandbox: landlock: %s\n" % _landlock_describe(
+        plan, _check_ports(container.allow_connect, ""), _check_ports(container.allow_bind, "")))
+
+    def rights(op):
+        rule = op.landlock_rule() if plan[1] else None
+        return " (landlock: %s)" % _landlock_rights_name(rule[1]) if rule else ""
+    return rights
+
+
 def _landlock_add_rule(ruleset, kind, attr, what):
     buf = ctypes.create_string_buffer(attr, len(attr))
     _check(_libc.syscall(SYS_landlock_add_rule, ruleset, kind, buf, 0), what)
 
 
-def _landlock_ruleset(plan, rules, stdio, allow_connect, allow_bind):
-    """The ruleset's fd (in the worker, in the built root): the rules the
-    operations made (fd, rights), read beneath / (the root tmpfs holds only
-    setup's mount points, directories and symlinks: listing them is what
-    ordinary programs do; nothing there is written or executed), the
-    command's own stdin/stdout/stderr when they are files or devices (so
-    /dev/stdout can be opened again, with the rights the fd has), and the
-    port rules."""
+def _landlock_ruleset(plan, rules):
+    """A new ruleset (in the worker) for `plan` holding the operations'
+    rules: (fd, rights) of each target as it was applied, and read-dir on
+    the root (see _build_root)."""
     abi, fs, net, scoped = plan
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
     attr = ctypes.create_string_buffer(struct.pack("=QQQ", fs, net, scoped)[:size], size)
     ruleset = _check(_libc.syscall(SYS_landlock_create_ruleset, attr, ctypes.c_size_t(size),
                                    ctypes.c_uint32(0)), "landlock: creating the ruleset")
     try:
-        if fs:
-            root = os.open("/", os.O_PATH | os.O_CLOEXEC)
-            try:
-                rules = list(rules) + [(root, LANDLOCK_ACCESS_FS_READ_DIR)]
-                for fd, access in rules:
-                    if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                        access &= _LANDLOCK_FILE_RIGHTS
-                    if access & fs:
-                        _landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                                           struct.pack("=Qi", access & fs, fd),
-                                           "landlock: adding a rule")
-            finally:
-                os.close(root)
-            for fd in stdio:
-                access = _landlock_stdio_rights(fd) & fs
-                if access:
-                    buf = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
-                    # (EBADFD: a pipe or socket, which Landlock never checks.)
-                    if _libc.syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                                     buf, 0) < 0 and ctypes.get_errno() != errno.EBADFD:
-                        _fail("landlock: adding a rule for stdio", ctypes.get_errno())
-        for port in sorted(set(allow_connect or ()) | set(allow_bind or ())):
-            access = ((LANDLOCK_ACCESS_NET_BIND_TCP if port in (allow_bind or ()) else 0)
-                      | (LANDLOCK_ACCESS_NET_CONNECT_TCP if port in (allow_connect or ()) else 0))
-            _landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, struct.pack("=QQ", access, port),
-                               "landlock: adding the rule for port %d" % port)
+        for fd, access in rules if fs else ():
+            if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                access &= _LANDLOCK_FILE_RIGHTS
+            if access & fs:
+                _landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                                   struct.pack("=Qi", access & fs, fd), "landlock: adding a rule")
     except BaseException:
         os.close(ruleset)
         raise
     return ruleset
+
+
+def _landlock_request_rules(ruleset, plan, stdio, allow_connect, allow_bind):
+    """Add what depends on the request: the command's own stdin, stdout and
+    stderr when they are files or devices (so that /dev/stdout can be opened
+    again, with the rights the fd has), and the port rules."""
+    fs = plan[1]
+    for fd in stdio if fs else ():
+        access = _landlock_stdio_rights(fd) & fs
+        if access:
+            buf = ctypes.create_string_buffer(struct.pack("=Qi", access, fd), 12)
+            # (EBADFD: a pipe or socket, which Landlock never checks.)
+            if _libc.syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                             buf, 0) < 0 and ctypes.get_errno() != errno.EBADFD:
+                _fail("landlock: adding the rule for stdio", ctypes.get_errno())
+    for port in sorted(set(allow_connect or ()) | set(allow_bind or ())):
+        access = ((LANDLOCK_ACCESS_NET_BIND_TCP if port in (allow_bind or ()) else 0)
+                  | (LANDLOCK_ACCESS_NET_CONNECT_TCP if port in (allow_connect or ()) else 0))
+        _landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, struct.pack("=QQ", access, port),
+                           "landlock: adding the rule for port %d" % port)
 
 
 def _landlock_stdio_rights(fd):
@@ -2797,6 +2811,12 @@ def _build_root(ops, state, ahead=None, wanted=False):
             return
         _empty_sysroot()
     _known_dirs.add(_SYSROOT)
+    if state.landlock_rules is not None:
+        # The root tmpfs holds only setup's mount points, directories and
+        # symlinks: the command may list them (ls /, find /), as ordinary
+        # programs do, and write or execute nothing there.
+        state.landlock_rules.append((os.open(_SYSROOT, os.O_PATH | os.O_CLOEXEC),
+                                     LANDLOCK_ACCESS_FS_READ_DIR))
     _each_op(ops, state, "apply")
 
 
@@ -2810,8 +2830,9 @@ def _empty_sysroot():
 class _RootAhead:
     """A spare's worker, while it waits for a request: default_ops() as it
     sees the host, built into sysroot when `build` (then `facts` holds
-    what the early pass learned, else None).  Most requests ask for
-    default_ops(), and building them is most of a worker's time."""
+    what the early pass learned, else None), and the Landlock ruleset of
+    its operations under "auto".  Most requests ask for default_ops(), and
+    building them is most of a worker's time."""
 
     def __init__(self, build):
         ops = _default_ops(_HOST)
@@ -2826,6 +2847,15 @@ class _RootAhead:
                 self.facts = [op._host_facts() for op in ops]
             except SandboxError:
                 _empty_sysroot()       # the request builds its own
+        self.landlock_plan = self.landlock_ruleset = None
+        if self.facts is not None:
+            try:
+                self.landlock_plan = _landlock_plan("auto", _landlock_abi(), 0, None, None)
+                if any(self.landlock_plan[1:]):
+                    self.landlock_ruleset = _landlock_ruleset(self.landlock_plan,
+                                                              self.landlock_rules)
+            except SandboxError:
+                pass                   # the request tries again, and says why
         # What the early pass cached of the host may be stale by the request.
         _known_dirs.clear()
 
@@ -2997,8 +3027,14 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
         _enter_sysroot()
         ruleset = None
         if any(landlock[1:]):
-            ruleset = _landlock_ruleset(landlock, state.landlock_rules or (), stdio,
-                                        cfg["allow_connect"], cfg["allow_bind"])
+            if (ahead is not None and ahead.landlock_ruleset is not None
+                    and state.landlock_rules is ahead.landlock_rules
+                    and landlock == ahead.landlock_plan):
+                ruleset = ahead.landlock_ruleset
+            else:
+                ruleset = _landlock_ruleset(landlock, state.landlock_rules or ())
+            _landlock_request_rules(ruleset, landlock, stdio, cfg["allow_connect"],
+                                    cfg["allow_bind"])
         slots = [fd is not None for fd in stdio]
         spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
         spawn["slots"], spawn["extras"] = slots, len(extras)
@@ -4542,8 +4578,9 @@ def main(argv=None):
             return 0
         if cl.verbose:
             sys.stderr.write("sandbox: %s\n" % container)
+            landlock = _landlock_verbose(container)
             for index, op in enumerate(container.ops):
-                sys.stderr.write("sandbox:   op %d: %s\n" % (index, op))
+                sys.stderr.write("sandbox:   op %d: %s%s\n" % (index, op, landlock(op)))
         return _run_command_line(container, cl)
     except SandboxError as err:
         sys.stderr.write("sandbox: %s\n" % err)

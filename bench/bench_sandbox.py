@@ -140,6 +140,15 @@ def bench_library():
     a, b, ratios = interleaved(ours, theirs)
     row("start", "library: the same with timeout=60", median_ms(a),
         median_ms(b) if b else "absent", ratio_text(ratios), "same cost expected")
+    # Landlock is on by default: what it adds to a start, paired with "off".
+    auto = lambda: sandbox.run(["/bin/true"], ops=ops)
+    off = lambda: sandbox.run(["/bin/true"], ops=ops, landlock="off")
+    a, b, ratios = interleaved(auto, off, ROUNDS * 2)
+    differences = sorted(x - y for x, y in zip(a, b))
+    row("start", "library: Landlock, landlock=\"auto\" / \"off\"",
+        "%s / %s" % (median_ms(a), median_ms(b)), "", ratio_text(ratios),
+        "cost %+.3f ms (median paired difference); ABI %d" % (
+            statistics.median(differences) * 1000, sandbox._landlock_abi()))
     # Runs with no pause between them, in blocks of 30 of each.
     ours = lambda: sandbox.run(["/bin/true"], ops=ops)
     a, b = [], []
