@@ -185,6 +185,87 @@ def bench_command_line():
         median_ms(b) if b else "absent", ratio_text(ratios))
 
 
+# -- Landlock ----------------------------------------------------------------
+
+def _median_us(call, rounds):
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def _in_children(body, rounds):
+    """Median of what body() returns (seconds), each run in a fresh child."""
+    times = []
+    for _ in range(rounds):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                os.write(w, ("%r" % body()).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        data = os.read(r, 100)
+        os.close(r)
+        os.waitpid(pid, 0)
+        times.append(float(data))
+    return statistics.median(times) * 1e6
+
+
+def bench_landlock():
+    """Landlock's own work per start, piece by piece (medians of many runs,
+    which a loaded machine disturbs much less than whole starts)."""
+    abi = sandbox._landlock_abi()
+    if abi < 1:
+        row("landlock", "pieces", "absent (no Landlock)")
+        return
+    plan = sandbox._landlock_plan("auto", abi, 0, None, None)
+    rounds = 2000 if QUICK else 10000
+    targets = [op.landlock_rule()[0] for op in sandbox.default_ops() if op.landlock_rule()]
+    open_targets = lambda: [os.close(os.open(t, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC))
+                            for t in targets + ["/"]]
+    rules = [(os.open(t, os.O_PATH | os.O_CLOEXEC), sandbox.LANDLOCK_READ) for t in targets + ["/"]]
+    row("landlock", "opening the %d targets of default_ops() (O_PATH)" % len(rules),
+        "%.1f us" % _median_us(open_targets, rounds), "", "", "ahead in a spare")
+    row("landlock", "ruleset: create, %d rules" % len(rules),
+        "%.1f us" % _median_us(lambda: os.close(sandbox._landlock_ruleset(plan, rules)), rounds),
+        "", "", "ahead in a spare")
+    ruleset = sandbox._landlock_ruleset(plan, rules)
+    row("landlock", "the request's rules: stdin, stdout, stderr",
+        "%.1f us" % _median_us(lambda: sandbox._landlock_request_rules(
+            ruleset, plan, (0, 1, 2), None, None), rounds))
+    os.close(ruleset)
+
+    def restrict():
+        fd = sandbox._landlock_ruleset(plan, rules)
+        sandbox._prctl(sandbox.PR_SET_NO_NEW_PRIVS, 1)
+        start = time.perf_counter()
+        sandbox._landlock_restrict(fd)
+        return time.perf_counter() - start
+    row("landlock", "PID 1: landlock_restrict_self", "%.1f us" % _in_children(restrict, 200))
+    library = "/usr/lib/%s-linux-gnu/libc.so.6" % os.uname().machine
+    library = library if os.path.exists(library) else sys.executable
+
+    def opens(confined):
+        def body():
+            if confined:
+                restrict()
+            start = time.perf_counter()
+            for _ in range(1000):
+                os.close(os.open(library, os.O_RDONLY))
+            return (time.perf_counter() - start) / 1000
+        return body
+    free, confined = _in_children(opens(False), 30), _in_children(opens(True), 30)
+    row("landlock", "the command: open(%s)" % library, "%.2f us / %.2f us" % (confined, free),
+        "", "%.2fx" % (confined / free), "under the ruleset / without")
+    for fd, _ in rules:
+        os.close(fd)
+
+
 # -- memory ------------------------------------------------------------------
 
 def pss_kib(pid):
@@ -363,6 +444,7 @@ def main():
     if "--seccomp" not in sys.argv:     # --seccomp: the filter's rows only
         bench_library()
         bench_command_line()
+        bench_landlock()
         bench_memory()
         bench_concurrency()
         bench_scale()
