@@ -16,11 +16,13 @@ the helper process that forks containers; the parent-side Container and
 run(); the command line.
 """
 
+import codecs
 import ctypes
 import enum
 import errno
 import fcntl
 import gc
+import io
 import marshal
 import os
 import select
@@ -38,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Container", "Ops", "Op", "Bind", "Proc", "Dev", "Mqueue", "Tmpfs",
     "Link", "Mkdir", "Place", "run", "default_ops", "SandboxError",
+    "Popen", "CompletedProcess", "PIPE", "STDOUT", "DEVNULL",
     "HardeningFlags", "SyscallOpts", "seccomp_filter", "seccomp_load",
     "bpf_run", "bpf_disasm",
     "FSyscallCompat", "FAllowDevel", "FAllowUserns", "FAllowTTY", "FAllowNet",
@@ -72,6 +75,46 @@ def _fail(message, err=0):
     if err:
         message = "%s: %s" % (message, os.strerror(err))
     raise SandboxError(message, err)
+
+
+# Where subprocess raises a ValueError, a TypeError or an OSError subclass for
+# an argument or a failed exec, the sandbox raises a SandboxError that is also
+# that type, so that code written for subprocess catches it (where subprocess
+# lets an AttributeError through, for an object without fileno() or items(),
+# a TypeError: AttributeError's layout cannot be combined with OSError's).
+class _SandboxValueError(SandboxError, ValueError):
+    pass
+
+
+class _SandboxTypeError(SandboxError, TypeError):
+    pass
+
+
+class _SandboxIndexError(SandboxError, IndexError):
+    pass
+
+
+class _SandboxFileNotFoundError(SandboxError, FileNotFoundError):
+    pass
+
+
+class _SandboxPermissionError(SandboxError, PermissionError):
+    pass
+
+
+class _SandboxNotADirectoryError(SandboxError, NotADirectoryError):
+    pass
+
+
+_TYPED_ERRORS = {ValueError: _SandboxValueError, TypeError: _SandboxTypeError,
+                 IndexError: _SandboxIndexError,
+                 errno.ENOENT: _SandboxFileNotFoundError, errno.EACCES: _SandboxPermissionError,
+                 errno.EPERM: _SandboxPermissionError, errno.ENOTDIR: _SandboxNotADirectoryError}
+
+
+def _typed_error(kind, message, err=errno.EINVAL):
+    """A SandboxError that is also `kind` (an exception type or an errno)."""
+    return _TYPED_ERRORS.get(kind, SandboxError)(message, err)
 
 
 # ---------------------------------------------------------------------------
@@ -2684,7 +2727,7 @@ def _landlock_restrict(ruleset):
 # pivot_root nothing can be imported, so everything it calls is imported at
 # the top of this module.  Messages to the parent travel as marshal'd tuples
 # over a SOCK_SEQPACKET channel: ("error", message, errno) if setup fails;
-# ("ready",) when the command is about to start; ("exec", errno, what) if it
+# ("ready",) once the command has started; ("exec", errno, what) if it
 # could not be executed; ("exit", status) once everything is reaped.
 # ---------------------------------------------------------------------------
 
@@ -2917,13 +2960,16 @@ def _drop_capabilities(privileged):
 def _spawn_command(cfg, chan, stdio, extras):
     """Start the command with posix_spawn (a vfork: nothing of this process
     is copied) and return its pid; exec failures come back at once and are
-    reported as ("exec", errno, what) before exiting 127/126."""
+    reported as ("exec", errno, what) before exiting 127/126.  The extra
+    fds go to the numbers in cfg["fd_targets"] (3, 4, ... for extra_files,
+    their own for pass_fds)."""
     slots = list(stdio) + list(extras)
+    targets = [0, 1, 2] + list(cfg["fd_targets"])
     # Move every fd above the slots they go to, so no dup2 clobbers another.
-    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, len(slots))
+    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(targets) + 1)
             for fd in slots]
-    actions = [(os.POSIX_SPAWN_CLOSE, i) if fd is None else (os.POSIX_SPAWN_DUP2, fd, i)
-               for i, fd in enumerate(high)]
+    actions = [(os.POSIX_SPAWN_CLOSE, target) if fd is None else (os.POSIX_SPAWN_DUP2, fd, target)
+               for target, fd in zip(targets, high)]
     # Without a terminal, the command leads a process group of its own.
     group = {} if cfg["flags"] & FAllowTTY else {"setpgroup": 0}
     what, status = "chdir %s" % _q(cfg["dir"]), _SETUP_FAILED
@@ -3001,7 +3047,8 @@ def _init_namespaces(key):
             _fail("loopback: bringing lo up", err.errno)
 
 
-_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet")
+_SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet",
+                 "fd_targets")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
@@ -3082,11 +3129,13 @@ def _init_serve(worker, from_worker, filter_program):
                 _drop_capabilities(spawn["privileged"])
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
-                if not spawn["quiet"]:
-                    _send(chan, "ready")
             except BaseException as err:
                 _report_setup_failure(chan, err)
             command = _spawn_command(spawn, chan, stdio, fds)
+            # "ready" once the command runs: an exec failure has been
+            # reported by then, so Popen() raises it as subprocess does.
+            if not spawn["quiet"]:
+                _send(chan, "ready")
             _close_all(stdio + fds)
             # Signals go to the command's whole group, as a terminal sends them.
             status = _reap(command, command if spawn["flags"] & FAllowTTY else -command)
@@ -3788,7 +3837,7 @@ os.register_at_fork(after_in_child=_Helper._forget_after_fork)
 
 
 # ---------------------------------------------------------------------------
-# The parent side: Container (prepare, start, serve, wait) and run().
+# The parent side: Container (prepare, start, serve, wait).
 # ---------------------------------------------------------------------------
 
 _MAX_ID = 0xFFFFFFFE
@@ -3813,7 +3862,8 @@ def _fd_of(value, what, default=None):
         try:
             fd = fd.fileno()
         except (AttributeError, OSError, ValueError) as err:
-            raise SandboxError("%s: %r has no file descriptor" % (what, value),
+            raise _typed_error(TypeError if isinstance(err, AttributeError) else errno.EBADF,
+                               "%s: %r has no file descriptor" % (what, value),
                                getattr(err, "errno", None) or errno.EBADF)
     if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
         if value is None:
@@ -3843,15 +3893,17 @@ def _encode_env(env):
     try:
         items = env.items()
     except AttributeError:
-        raise SandboxError("env: expected a mapping, not %s" % type(env).__name__, errno.EINVAL)
+        raise _typed_error(TypeError, "env: expected a mapping, not %s" % type(env).__name__)
     encoded = {}
     for key, value in items:
         try:
             key, value = os.fsencode(key), os.fsencode(value)
-        except TypeError:
-            raise SandboxError("env: %r=%r is not a string" % (key, value), errno.EINVAL)
-        if not key or b"=" in key or b"\0" in key or b"\0" in value:
-            raise SandboxError("env: invalid variable %r" % (key,), errno.EINVAL)
+        except TypeError as err:
+            raise _typed_error(TypeError, "env: %r=%r: %s" % (key, value, err))
+        if b"\0" in key or b"\0" in value:
+            raise _typed_error(ValueError, "env: invalid variable %r: embedded null byte" % (key,))
+        if not key or b"=" in key:
+            raise _typed_error(ValueError, "env: illegal environment variable name %r" % (key,))
         encoded[key] = value
     return encoded
 
@@ -3876,6 +3928,7 @@ class Container:
         self.flags = HardeningFlags(0)
         self.cgroup = None
         self.extra_files = []
+        self._pass_fds = []       # Popen's pass_fds: kept at their own numbers
         self.stdin = self.stdout = self.stderr = None
         self.cancel = None
         self.wait_delay = None
@@ -3893,6 +3946,7 @@ class Container:
         self._stage = "new"
         self._exec_error = None
         self._late_error = None
+        self._ready = False
 
     def effective_seccomp(self):
         opts = _check_syscall_opts(int(self.seccomp))
@@ -3942,12 +3996,17 @@ class Container:
             raise SandboxError("dir: %s is not absolute" % _q(self.dir), errno.EINVAL)
         if not isinstance(self.parent_perm, int) or not 0 <= self.parent_perm <= 0o7777:
             raise SandboxError("parent_perm: invalid mode %r" % (self.parent_perm,), errno.EINVAL)
-        if len(self.extra_files) > _MAX_FDS - 8:
+        if len(self.extra_files) + len(self._pass_fds) > _MAX_FDS - 8:
             raise SandboxError("extra_files: too many (%d)" % len(self.extra_files), errno.EINVAL)
         # Landlock
         _check_landlock_mode(self.landlock)
         _check_ports(self.allow_connect, "allow_connect")
         _check_ports(self.allow_bind, "allow_bind")
+        targets = self._fd_targets()
+        if len(set(targets)) != len(targets):
+            raise _typed_error(ValueError, "pass_fds: fd %d is also one of extra_files (3..%d)"
+                               % (min(set(t for t in targets if targets.count(t) > 1)),
+                                  2 + len(self.extra_files)))
         self._stage = "started"
 
     def _config(self):
@@ -3958,10 +4017,12 @@ class Container:
             self.path, self.args = shell, [shell]
         try:
             args = [os.fsencode(a) for a in self.args] or [os.fsencode(self.path)]
-        except TypeError:
-            raise SandboxError("args: %r are not all strings" % (self.args,), errno.EINVAL)
-        if any(b"\0" in a for a in args) or not args[0]:
-            raise SandboxError("args: invalid argument vector %r" % (self.args,), errno.EINVAL)
+        except TypeError as err:
+            raise _typed_error(TypeError, "args: %r: %s" % (self.args, err))
+        if any(b"\0" in a for a in args):
+            raise _typed_error(ValueError, "args: %r: embedded null byte" % (self.args,))
+        if not args[0]:
+            raise _typed_error(ValueError, "args: invalid argument vector %r" % (self.args,))
         ops = []
         for index, op in enumerate(self.ops):
             if isinstance(op, Place):      # its data may have come after start()
@@ -3985,11 +4046,21 @@ class Container:
             "landlock": _check_landlock_mode(self.landlock),
             "allow_connect": _check_ports(self.allow_connect, "allow_connect"),
             "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
+            "fd_targets": self._fd_targets(),
             "filter": _compiled_filter(seccomp, HOST_ARCH, None),
         }
 
     # -- serve: send the configuration; the container exists when it returns
     def serve(self):
+        self._request()
+        if self._quiet:
+            return      # errors come with the exit status, to _communicate()
+        while not self._setup_step(self._receive()):
+            pass
+
+    def _request(self):
+        """Send the configuration (to the helper, or clone here); returns
+        at once, the container's messages come on its channel."""
         if self._stage != "started":
             raise SandboxError("sandbox: serve() needs start() first and runs once", errno.EINVAL)
         self._stage = "served"
@@ -3997,6 +4068,7 @@ class Container:
         stdio = [_fd_of(self.stdin, "stdin", 0), _fd_of(self.stdout, "stdout", 1),
                  _fd_of(self.stderr, "stderr", 2)]
         extras = [_fd_of(f, "extra_files[%d]" % i) for i, f in enumerate(self.extra_files)]
+        extras += [_fd_of(fd, "pass_fds") for fd in self._pass_fds]
         cgroup = None if self.cgroup is None else _fd_of(self.cgroup, "cgroup")
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._chan = parent_end
@@ -4007,31 +4079,34 @@ class Container:
                 self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
         finally:
             child_end.close()
-        if self._quiet:
-            return      # errors come with the exit status, to _communicate()
-        # The helper's ("pid", n) and init's ("ready",) race each other.
-        ready, failure = False, None
-        while not ready or self.pid is None:
-            message = self._receive()
-            kind = message[0]
-            if kind == "pid":
-                self.pid = message[1]
-            elif kind == "ready":
-                ready = True
-            elif kind == "error":
-                failure = SandboxError(message[1], message[2])
-                if self.pid is None and not self._local:
-                    break      # clone failed: no process, no exit to wait for
-            else:
-                self._handle(message)
-                if self.returncode is not None:
-                    break
-        if failure is not None or not ready:
-            if self.pid is not None and self.returncode is None:
-                self.wait()
-            self._finish_quietly()
-            raise failure or SandboxError(
-                "sandbox: init exited with status %s during setup" % self.returncode, errno.ECHILD)
+
+    def _setup_step(self, message):
+        """One message while serve() waits for the command to start: True
+        once it runs (the helper's ("pid", n) and init's ("ready",) race
+        each other).  A failure is raised once the exit status is known
+        (the helper sends one even when clone failed)."""
+        kind = message[0]
+        if kind == "pid":
+            self.pid = message[1]
+        elif kind == "ready":
+            self._ready = True
+        elif kind == "error":
+            if self._late_error is None:
+                self._late_error = SandboxError(message[1], message[2])
+        else:
+            self._handle(message)
+        if self.returncode is not None:
+            if self._late_error is None and not self._exec_error:
+                self._late_error = SandboxError(
+                    "sandbox: init exited with status %s during setup" % self.returncode,
+                    errno.ECHILD)
+            self._finish()    # raises
+        return self._ready and self.pid is not None and self._late_error is None
+
+    def _fd_targets(self):
+        """The numbers the extra fds have inside: extra_files from 3 on,
+        then pass_fds at their own."""
+        return list(range(3, 3 + len(self.extra_files))) + list(self._pass_fds)
 
     def _finish_quietly(self):
         self._stage = "done"
@@ -4108,10 +4183,14 @@ class Container:
         self._finish_quietly()
         if self._exec_error:
             _, err, what = self._exec_error
-            what = os.fsdecode(what) if isinstance(what, bytes) else what
-            if not what.startswith("chdir"):
+            what = filename = os.fsdecode(what) if isinstance(what, bytes) else what
+            if what.startswith("chdir"):
+                filename = self.dir
+            else:
                 what = "exec %s" % _q(what)
-            error = SandboxError("%s: %s" % (what, os.strerror(err)), err)
+            # Also the OSError subclass subprocess raises (FileNotFoundError...).
+            error = _typed_error(err, "%s: %s" % (what, os.strerror(err)), err)
+            error.filename = filename
             error.exit_status = self.returncode
             raise error
         if self._late_error is not None:
@@ -4175,104 +4254,416 @@ class Container:
         self.close()
 
 
-def run(args, ops=None, *, capture_output=False, timeout=None, check=False,
-        uid=None, gid=None, hostname="", env=None, cwd="/", flags=0, seccomp=0,
-        stdin=None, stdout=None, stderr=None, pass_fds=(), privileged=False,
-        cgroup=None, input=None, landlock="auto", allow_connect=None, allow_bind=None):
-    """Run args in a container, like subprocess.run; returns a
-    subprocess.CompletedProcess.  ops defaults to default_ops()."""
-    if isinstance(args, (str, bytes)) or not args:
-        raise SandboxError("run: args must be a non-empty list", errno.EINVAL)
-    container = Container(*args, ops=default_ops() if ops is None else ops)
-    container._quiet = True
-    container.uid, container.gid, container.hostname = uid, gid, hostname
-    container.env, container.dir, container.flags = env, cwd, flags
-    container.seccomp, container.privileged, container.cgroup = seccomp, privileged, cgroup
-    container.extra_files = list(pass_fds)
-    container.landlock, container.allow_connect = landlock, allow_connect
-    container.allow_bind = allow_bind
-    if capture_output:
-        if stdout is not None or stderr is not None:
-            raise ValueError("stdout and stderr arguments may not be used with capture_output.")
-        stdout = stderr = subprocess.PIPE
-    if input is not None:
-        if stdin is not None:
-            raise ValueError("stdin and input arguments may not both be used.")
-        stdin = subprocess.PIPE
-    pipes, close_after = {}, []
-    try:
-        for name, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
-            if value == subprocess.PIPE:
-                read_end, write_end = os.pipe2(os.O_CLOEXEC)
-                ours, theirs = (write_end, read_end) if name == "stdin" else (read_end, write_end)
-                pipes[name] = ours
-                close_after.append(theirs)
-                value = theirs
-            elif value == subprocess.DEVNULL:
-                value = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                close_after.append(value)
-            elif value == subprocess.STDOUT and name == "stderr":
-                value = container.stdout
+# ---------------------------------------------------------------------------
+# The subprocess-shaped interface: Popen, run() and CompletedProcess.
+#
+# Popen prepares a Container from subprocess's arguments (pipes, text mode,
+# cwd, env, pass_fds) and sandbox's own fields as keywords; run() is Popen +
+# communicate(), as subprocess.run is, with the helper's quiet mode (no
+# "pid"/"ready" messages: its only wake-up is the exit).  communicate() is
+# one poll loop over the pipes and the container's status channel.
+# ---------------------------------------------------------------------------
+
+PIPE = subprocess.PIPE
+STDOUT = subprocess.STDOUT
+DEVNULL = subprocess.DEVNULL
+
+# Container attributes that Popen sets itself, under subprocess's names.
+_POPEN_OWN_FIELDS = frozenset(("args", "path", "dir", "env", "stdin", "stdout", "stderr",
+                               "ops", "pid", "returncode", "report"))
+_READ_SIZE = 65536
+
+
+class CompletedProcess(subprocess.CompletedProcess):
+    """subprocess.CompletedProcess with the sandbox's run report."""
+
+    def __init__(self, args, returncode, stdout=None, stderr=None, report=None):
+        super().__init__(args, returncode, stdout, stderr)
+        self.report = report
+
+
+def _text_encoding():
+    # subprocess's choice for text mode without an encoding (3.11+), else
+    # the locale's, as TextIOWrapper takes it.
+    choose = getattr(subprocess, "_text_encoding", None)
+    return choose() if choose is not None else None
+
+
+class Popen:
+    """subprocess.Popen for a sandboxed command: the same arguments where
+    they are shared (stdin/stdout/stderr, text, encoding, errors, bufsize,
+    executable, shell, cwd, env, pass_fds), the Container fields as
+    keywords (uid, hostname, flags, limits, ...), `ops` (default_ops() by
+    default) and `max_output` (bytes kept of each stream communicate()
+    collects).  `pid` is the sandbox's init on the host; `returncode` is the
+    command's status, 128+N when it died of signal N.  send_signal()
+    reaches the command for SIGINT/SIGTERM/SIGHUP (init forwards them);
+    kill() ends the whole sandbox."""
+
+    def __init__(self, args, bufsize=-1, executable=None, stdin=None, stdout=None,
+                 stderr=None, *, ops=None, close_fds=True, shell=False, cwd=None, env=None,
+                 universal_newlines=None, pass_fds=(), encoding=None, errors=None, text=None,
+                 max_output=None, _mode="popen", **fields):
+        self.args = args
+        self.stdin = self.stdout = self.stderr = None
+        self.pid = None
+        self.encoding, self.errors = encoding, errors
+        self._container = None
+        self._pipes = {}           # name -> our end, until a file object owns it
+        self._state = None         # communicate()'s, kept across a timeout
+        self._truncated = []
+        if text is not None and universal_newlines is not None and \
+                bool(universal_newlines) != bool(text):
+            raise subprocess.SubprocessError(
+                "Cannot disambiguate when both text and universal_newlines are supplied "
+                "but different. Pass one or the other.")
+        self.text_mode = bool(encoding or errors or text or universal_newlines)
+        if self.text_mode and encoding is None:
+            self.encoding = encoding = _text_encoding()
+        if bufsize is None:
+            bufsize = -1
+        if not isinstance(bufsize, int):
+            raise TypeError("bufsize must be an integer")
+        line_buffering = self.text_mode and bufsize == 1
+        if line_buffering:
+            bufsize = -1
+        if not close_fds:
+            raise _typed_error(ValueError, "close_fds=False: a sandbox gets only its stdio "
+                                           "and pass_fds")
+        if max_output is not None and (isinstance(max_output, bool) or
+                                       not isinstance(max_output, int) or max_output < 0):
+            raise _typed_error(ValueError, "max_output: expected a number of bytes >= 0, not %r"
+                               % (max_output,))
+        self._max_output = max_output
+        argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        if shell:
+            argv = [executable or "/bin/sh", "-c"] + argv
+            executable = None
+        if not argv:
+            raise _typed_error(IndexError, "args: empty command (list index out of range)")
+        container = Container(*argv, ops=default_ops() if ops is None else ops)
+        for name, value in fields.items():
+            if name.startswith("_") or name in _POPEN_OWN_FIELDS or name not in vars(container):
+                raise TypeError("Popen() got an unexpected keyword argument %r" % name)
             setattr(container, name, value)
-        container.start()
-        container.serve()
-        _close_all(close_after)
-        close_after = []
-        out, err = _communicate(container, pipes, input, timeout)
-    finally:
-        _close_all(close_after)
-        _close_all(pipes.values())
-        container.close()
-    if check and container.returncode:
-        raise subprocess.CalledProcessError(container.returncode, args, out, err)
-    return subprocess.CompletedProcess(args, container.returncode, out, err)
-
-
-def _communicate(container, pipes, input, timeout):
-    """Feed input, collect PIPE output and wait, all in one poll loop."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    chunks = {name: [] for name in pipes if name != "stdin"}
-    reading = {pipes[name]: name for name in chunks}
-    pending = memoryview(input or b"")
-    writing = pipes.get("stdin")
-    if writing is not None and not pending:
-        os.close(writing)
-        pipes.pop("stdin")
-        writing = None
-    status_fd = container._chan.fileno()
-    while reading or writing is not None or container.returncode is None:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            container.kill()
-            container.wait()
-            raise subprocess.TimeoutExpired(
-                container.args, timeout,
-                b"".join(chunks["stdout"]) if "stdout" in chunks else None,
-                b"".join(chunks["stderr"]) if "stderr" in chunks else None)
-        watch_read = list(reading) + ([status_fd] if container.returncode is None else [])
-        ready_r, ready_w = _ready_fds(watch_read, [writing] if writing is not None else [],
-                                      remaining)
-        for fd in ready_r:
-            if fd == status_fd:
-                container._handle(container._receive())
-                continue
-            data = os.read(fd, 65536)
-            if data:
-                chunks[reading[fd]].append(data)
+        if executable is not None:
+            container.path = os.fsdecode(executable)
+        container.dir = "/" if cwd is None else os.fsdecode(os.fspath(cwd))
+        container.env = self._environment(env, container.dir)
+        keep = set(int(fd) for fd in pass_fds)
+        if any(fd < 0 for fd in keep):
+            raise _typed_error(ValueError, "pass_fds: bad value(s) in fds_to_keep")
+        container._pass_fds = sorted(fd for fd in keep if fd > 2)   # 0-2: stdio's
+        container._quiet = _mode == "run"
+        self._container = container
+        theirs = []
+        try:
+            devnull = None
+            for name, value in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+                if value is None:
+                    continue
+                if value == PIPE:
+                    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+                    ours, value = (write_end, read_end) if name == "stdin" else (read_end, write_end)
+                    self._pipes[name] = ours
+                    theirs.append(value)
+                elif value == DEVNULL:
+                    if devnull is None:
+                        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                        theirs.append(devnull)
+                    value = devnull
+                elif value == STDOUT and name == "stderr":
+                    value = 1 if container.stdout is None else container.stdout
+                setattr(container, name, value)
+            if _mode != "async":
+                self._open_pipes(bufsize, line_buffering)
+            container.start()
+            if _mode == "async":
+                container._request()
             else:
-                del reading[fd]
-        if ready_w:
+                container.serve()
+        except BaseException:
+            self._release()
+            raise
+        finally:
+            _close_all(theirs)
+        self.pid = container.pid
+
+    @staticmethod
+    def _environment(env, cwd):
+        """env with PWD set to the working directory inside."""
+        if env is None:
+            return {"PWD": cwd}
+        try:
+            items = env.items()
+        except AttributeError:
+            raise _typed_error(TypeError, "env: expected a mapping, not %s" % type(env).__name__)
+        environment = dict(items)
+        environment.pop(b"PWD", None)
+        environment["PWD"] = cwd
+        return environment
+
+    def _open_pipes(self, bufsize, line_buffering):
+        """Our ends of the pipes as file objects, as subprocess makes them."""
+        for name in ("stdin", "stdout", "stderr"):
+            if name not in self._pipes:
+                continue
+            stream = io.open(self._pipes.pop(name), "wb" if name == "stdin" else "rb", bufsize)
+            setattr(self, name, stream)     # owned here even if wrapping fails
+            if self.text_mode:
+                if name == "stdin":
+                    stream = io.TextIOWrapper(stream, write_through=True,
+                                              line_buffering=line_buffering,
+                                              encoding=self.encoding, errors=self.errors)
+                else:
+                    stream = io.TextIOWrapper(stream, encoding=self.encoding, errors=self.errors)
+            setattr(self, name, stream)
+
+    def _release(self):
+        """After a failed start: close our ends and whatever the container holds."""
+        _close_all(self._pipes.values())
+        self._pipes = {}
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if self._container is not None:
+            self._container.close()
+
+    def __repr__(self):
+        return "<%s: returncode: %s args: %.80r>" % (type(self).__name__, self.returncode,
+                                                     self.args)
+
+    @property
+    def returncode(self):
+        return None if self._container is None else self._container.returncode
+
+    @property
+    def universal_newlines(self):
+        return self.text_mode
+
+    @property
+    def report(self):
+        """The run report (sandbox.Report) once the command has ended."""
+        return getattr(self._container, "report", None)
+
+    # -- waiting
+    def poll(self):
+        """The returncode if the command has ended, else None; never blocks."""
+        container = self._container
+        while container.returncode is None:
+            message = container._receive(0)
+            if message is None:
+                return None
+            container._handle(message)
+        return container.wait()
+
+    def wait(self, timeout=None):
+        """Wait for the command; subprocess.TimeoutExpired when timeout
+        passes first (the sandbox keeps running)."""
+        try:
+            return self._container.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise subprocess.TimeoutExpired(self.args, timeout) from None
+
+    def communicate(self, input=None, timeout=None):
+        """Send input, read stdout and stderr to the end and wait, as
+        subprocess's communicate(); returns (stdout, stderr).  On timeout
+        (subprocess.TimeoutExpired, with what was read so far) nothing is
+        lost: call it again to carry on."""
+        if self._state is not None and input:
+            raise ValueError("Cannot send input after starting communication")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._state is None:
+            self._state = self._start_communication(input)
+        try:
+            self._exchange(deadline, timeout)
+        except subprocess.TimeoutExpired:
+            raise
+        chunks, kept = self._state["chunks"], {}
+        for name in ("stdout", "stderr"):
+            kept[name] = None
+            if name in chunks:
+                data = b"".join(chunks[name])
+                kept[name] = self._decode(name, data) if self.text_mode else data
+        self.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        return kept["stdout"], kept["stderr"]
+
+    def _start_communication(self, input):
+        if self.stdin is not None:
+            if input is not None:
+                if self.text_mode and not isinstance(input, str):
+                    raise _typed_error(TypeError, "input: write() argument must be str, not %s"
+                                       % type(input).__name__)
+                if not self.text_mode and isinstance(input, str):
+                    raise _typed_error(TypeError, "input: a bytes-like object is required, "
+                                                  "not 'str'")
+                if self.text_mode:
+                    input = input.encode(self.stdin.encoding, self.stdin.errors)
             try:
-                pending = pending[os.write(writing, pending[:65536]):]
+                self.stdin.flush()
             except BrokenPipeError:
-                pending = pending[:0]
-            if not pending:
-                os.close(writing)
-                pipes.pop("stdin")
-                writing = None
-    container._finish()
-    return (b"".join(chunks["stdout"]) if "stdout" in chunks else None,
-            b"".join(chunks["stderr"]) if "stderr" in chunks else None)
+                pass
+        state = {"chunks": {}, "reading": {}, "sizes": {}, "pending": memoryview(b"")}
+        for name in ("stdout", "stderr"):
+            stream = getattr(self, name)
+            if stream is not None:
+                state["chunks"][name], state["sizes"][name] = [], 0
+                state["reading"][stream.fileno()] = name
+        if self.stdin is not None:
+            if input:
+                state["pending"] = memoryview(input).cast("B")
+                os.set_blocking(self.stdin.fileno(), False)
+            else:
+                self._close_stdin()
+        return state
+
+    def _close_stdin(self):
+        try:
+            self.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def _exchange(self, deadline, timeout):
+        """The poll loop: pipes and the status channel until all is done."""
+        state, container = self._state, self._container
+        reading = state["reading"]
+        while reading or (self.stdin is not None and not self.stdin.closed) or \
+                container.returncode is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                chunks = state["chunks"]
+                raise subprocess.TimeoutExpired(
+                    self.args, timeout,
+                    b"".join(chunks["stdout"]) if chunks.get("stdout") else None,
+                    b"".join(chunks["stderr"]) if chunks.get("stderr") else None)
+            writing = [self.stdin.fileno()] if self.stdin is not None and not self.stdin.closed else []
+            status = [container._chan.fileno()] if container.returncode is None else []
+            ready_r, ready_w = _ready_fds(list(reading) + status, writing, remaining)
+            for fd in ready_r:
+                if status and fd == status[0]:
+                    container._handle(container._receive())
+                else:
+                    self._take(fd, os.read(fd, _READ_SIZE))
+            if ready_w:
+                pending = state["pending"]
+                try:
+                    state["pending"] = pending[os.write(writing[0], pending[:_READ_SIZE]):]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:
+                    state["pending"] = pending[:0]
+                if not state["pending"]:
+                    self._close_stdin()
+
+    def _take(self, fd, data):
+        """Keep what max_output allows of data read from fd; at EOF, close it."""
+        state = self._state
+        name = state["reading"][fd]
+        if not data:
+            del state["reading"][fd]
+            getattr(self, name).close()
+            return
+        if self._max_output is not None:
+            room = self._max_output - state["sizes"][name]
+            if len(data) > room:
+                data = data[:max(room, 0)]
+                if name not in self._truncated:
+                    self._truncated.append(name)
+                    self._mark_truncated()
+        if data:
+            state["chunks"][name].append(data)
+            state["sizes"][name] += len(data)
+
+    def _mark_truncated(self):
+        # Streams cut at max_output: the report says so (its status stays
+        # the limit or the exit that ended the run).
+        report = self.report
+        if report is not None:
+            try:
+                report.truncated = True
+            except AttributeError:
+                pass
+
+    @property
+    def truncated(self):
+        """Names of the streams cut at max_output ("stdout", "stderr")."""
+        return list(self._truncated)
+
+    def _decode(self, name, data):
+        stream = getattr(self, name)
+        # A stream cut at max_output may end inside a character: drop it.
+        decoder = codecs.getincrementaldecoder(stream.encoding)(stream.errors)
+        text = decoder.decode(data, final=name not in self._truncated)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+    # -- signals
+    def send_signal(self, sig):
+        """Send sig to the sandbox's init: SIGINT, SIGTERM and SIGHUP reach
+        the command, SIGKILL ends the whole sandbox."""
+        if self.poll() is None:
+            self._container.kill(sig)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    # -- context manager
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, value, traceback):
+        try:
+            for stream in (self.stdout, self.stderr):
+                if stream is not None:
+                    stream.close()
+            if self.stdin is not None:
+                try:
+                    self.stdin.close()
+                except BrokenPipeError:
+                    pass
+        finally:
+            try:
+                self.wait()
+            except SandboxError:
+                if exc_type is None:
+                    raise
+
+
+def run(args, ops=None, *, input=None, capture_output=False, timeout=None, check=False,
+        max_output=None, **kwargs):
+    """Run args in a sandbox, like subprocess.run: the same arguments where
+    they are shared, the Container fields as keywords, `ops` (default
+    default_ops()) and `max_output`; returns a sandbox.CompletedProcess
+    (with `report`).  On timeout the whole sandbox is killed and
+    subprocess.TimeoutExpired carries the output read so far."""
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise _typed_error(ValueError, "stdin and input arguments may not both be used.")
+        kwargs["stdin"] = PIPE
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise _typed_error(ValueError, "stdout and stderr arguments may not be used "
+                                           "with capture_output.")
+        kwargs["stdout"] = kwargs["stderr"] = PIPE
+    with Popen(args, ops=ops, max_output=max_output, _mode="run", **kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process._container.wait()
+            raise
+        except BaseException:
+            process.kill()
+            raise
+        returncode = process.returncode
+        if check and returncode:
+            raise subprocess.CalledProcessError(returncode, process.args, stdout, stderr)
+    return CompletedProcess(process.args, returncode, stdout, stderr, process.report)
 
 
 # ---------------------------------------------------------------------------

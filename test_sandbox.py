@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import os
+import pathlib
 import pickle
 import pty
 import random
@@ -1161,7 +1162,7 @@ def test_extra_files_arrive_as_3_and_up(as_user):
         os.close(w1)
         try:
             out = sh("cat <&3; echo; echo two >&4; ls /proc/self/fd | sort -n | tr '\\n' ' '",
-                     pass_fds=[r1, w2])
+                     extra_files=[r1, w2])
         finally:
             os.close(r1)
             os.close(w2)
@@ -1171,6 +1172,34 @@ def test_extra_files_arrive_as_3_and_up(as_user):
         assert out.split("\n")[1].split() == ["0", "1", "2", "3", "4", "255"] or \
             out.split("\n")[1].split()[:5] == ["0", "1", "2", "3", "4"]
     as_user(body)
+
+
+def test_pass_fds_keep_their_numbers_as_in_subprocess(as_user):
+    def body():
+        r, w = os.pipe()
+        high = os.dup2(r, 40, inheritable=False)
+        os.write(w, b"forty")
+        os.close(w)
+        extra = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        script = "import os; print(os.read(40, 9).decode(), sorted(int(n) for n in os.listdir('/proc/self/fd')))"
+        try:
+            out = run_ok([SYSTEM_PYTHON, "-S", "-c", script], pass_fds=[high], extra_files=[extra])
+            host = subprocess.run([SYSTEM_PYTHON, "-S", "-c", "import os; print(sorted(int(n) for n in os.listdir('/proc/self/fd')))"],
+                                  pass_fds=[high], capture_output=True, text=True).stdout
+            with pytest.raises(ValueError, match="pass_fds"):
+                sandbox.run(["/bin/true"], pass_fds=[3], extra_files=[extra])
+        finally:
+            _close_fds(r, high, extra)
+        # extra_files numbered from 3, pass_fds at their own number (40), as
+        # subprocess keeps it (its python lists one more: the listdir fd).
+        assert out == "forty [0, 1, 2, 3, 4, 40]\n", out
+        assert host == "[0, 1, 2, 3, 40]\n"
+    as_user(body)
+
+
+def _close_fds(*fds):
+    for fd in fds:
+        os.close(fd)
 
 
 def test_no_caller_fd_leaks_into_the_container(as_user):
@@ -1188,9 +1217,21 @@ def test_no_caller_fd_leaks_into_the_container(as_user):
 def test_env_and_cwd(as_user):
     def body():
         out = run_ok(["/usr/bin/env"], env={"A": "1", "B": "two words"})
-        assert sorted(out.split("\n")[:-1]) == ["A=1", "B=two words"]
-        assert run_ok(["/usr/bin/env"], env=None) == ""
-        assert run_ok(["/bin/pwd"], cwd="/usr/bin").strip() == "/usr/bin"
+        assert sorted(out.split("\n")[:-1]) == ["A=1", "B=two words", "PWD=/"]
+        assert run_ok(["/usr/bin/env"], env=None) == "PWD=/\n"     # PWD is cwd's
+        assert run_ok(["/bin/sh", "-c", "/bin/pwd; echo $PWD"], cwd=pathlib.Path("/usr/bin"),
+                      env={"PWD": "/elsewhere"}) == "/usr/bin\n/usr/bin\n"
+        # The Container (the seed's shape) passes env as it is.
+        c = sandbox.Container("/usr/bin/env", ops=sandbox.default_ops())
+        c.env, c.dir = {"A": "1"}, "/usr"
+        out_r, out_w = os.pipe()
+        c.stdout = out_w
+        c.start()
+        c.serve()
+        os.close(out_w)
+        assert c.wait() == 0
+        assert os.read(out_r, 100) == b"A=1\n"
+        os.close(out_r)
     as_user(body)
 
 
@@ -1856,8 +1897,8 @@ def test_a_directory_fd_passed_in_is_the_only_way_out(as_user):
     def body():
         host_dir = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            listing = run_ok(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir], landlock="off")
-            cp = sandbox.run(["/bin/ls", "/proc/self/fd/3/"], pass_fds=[host_dir], env=ENV,
+            listing = run_ok(["/bin/ls", "/proc/self/fd/3/"], extra_files=[host_dir], landlock="off")
+            cp = sandbox.run(["/bin/ls", "/proc/self/fd/3/"], extra_files=[host_dir], env=ENV,
                              capture_output=True)
         finally:
             os.close(host_dir)
@@ -1960,9 +2001,9 @@ def test_landlock_ruleset_is_the_one_the_operations_derive(as_user):
         fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
         try:
             confined = json.loads(run_ok(["/usr/bin/python3", "-I", "-c", LANDLOCK_PROBE],
-                                         ops=ops, pass_fds=[fd], landlock="require"))
+                                         ops=ops, extra_files=[fd], landlock="require"))
             free = json.loads(run_ok(["/usr/bin/python3", "-I", "-c", LANDLOCK_PROBE],
-                                     ops=ops, pass_fds=[fd], landlock="off"))
+                                     ops=ops, extra_files=[fd], landlock="off"))
         finally:
             os.close(fd)
         assert confined == {"mount rw": "ok", "mount ro": "EROFS", "fd rw write": "ok",
@@ -2404,7 +2445,7 @@ def test_large_requests_travel_in_a_memfd(as_user):
         out = sandbox.run(["/usr/bin/sha256sum", "/big"], ops=ops, capture_output=True).stdout
         assert out.split()[0].decode() == hashlib.sha256(data).hexdigest()
         long_env = {"V%d" % i: "x" * 100 for i in range(500)}
-        assert len(run_ok(["/usr/bin/env"], env=long_env).splitlines()) == 500
+        assert len(run_ok(["/usr/bin/env"], env=long_env).splitlines()) == 501   # and PWD
     as_user(body)
 
 
@@ -2723,3 +2764,253 @@ def test_closing_fds_without_close_range():
         sandbox._close_fds_except(before + [fds[2]])
         return [is_open(fd) for fd in fds]
     assert _in_child(call) == ("ok", [False, False, True, False, False])
+
+
+# ---------------------------------------------------------------------------
+# The subprocess-shaped API (issue 14): the same calls through subprocess and
+# sandbox give the same results and exceptions; Popen; max_output.
+# ---------------------------------------------------------------------------
+
+def _write_file_and_read(run, **kw):
+    with tempfile.TemporaryFile() as f:
+        cp = run(["/bin/sh", "-c", "echo to-file; echo err >&2"], stdout=f, stderr=f.fileno(),
+                 env=ENV, **kw)
+        f.seek(0)
+        return cp.returncode, f.read()
+
+
+def _read_stdin_file(run, **kw):
+    with tempfile.TemporaryFile() as f:
+        f.write(b"from a file\n")
+        f.seek(0)
+        return run(["/bin/cat"], stdin=f, capture_output=True, env=ENV, **kw)
+
+
+def _closed_fd():
+    fd = 1000
+    while True:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return fd
+        fd += 1
+
+
+# Each row: name -> call(run, **extra).  Both runs get env (PATH only) and the
+# sandbox gets default_ops(); outputs that depend on ids are avoided.
+PARITY = {
+    "capture": lambda run, **kw: run(["/bin/echo", "hi"], capture_output=True, env=ENV, **kw),
+    "text and newlines": lambda run, **kw: run(
+        ["/bin/sh", "-c", "printf 'a\\r\\nb\\rc\\n'; printf err >&2"], capture_output=True,
+        text=True, env=ENV, **kw),
+    "universal_newlines": lambda run, **kw: run(["/bin/sh", "-c", "printf 'x\\r\\n'"],
+                                                stdout=subprocess.PIPE, universal_newlines=True,
+                                                env=ENV, **kw),
+    "encoding": lambda run, **kw: run(["/bin/sh", "-c", "printf '\\303\\251'"], capture_output=True,
+                                      encoding="latin-1", env=ENV, **kw),
+    "errors": lambda run, **kw: run(["/bin/sh", "-c", "printf 'a\\377b'"], capture_output=True,
+                                    encoding="utf-8", errors="replace", env=ENV, **kw),
+    "input bytes, large": lambda run, **kw: run(["/bin/cat"], input=bytes(range(256)) * 2000,
+                                                capture_output=True, env=ENV, **kw),
+    "input str": lambda run, **kw: run(["/bin/cat"], input="é\r\n", text=True, capture_output=True,
+                                       env=ENV, **kw),
+    "stderr to stdout": lambda run, **kw: run(["/bin/sh", "-c", "echo o; echo e >&2"],
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                              env=ENV, **kw),
+    "devnull": lambda run, **kw: run(["/bin/sh", "-c", "cat; echo done; echo x >&2"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=ENV, **kw),
+    "file objects and fds": _write_file_and_read,
+    "stdin from a file": _read_stdin_file,
+    "exit status": lambda run, **kw: run(["/bin/sh", "-c", "exit 7"], env=ENV, **kw),
+    "check": lambda run, **kw: run(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"],
+                                   check=True, capture_output=True, env=ENV, **kw),
+    "check passes": lambda run, **kw: run(["/bin/true"], check=True, env=ENV, **kw),
+    "timeout with partial output": lambda run, **kw: run(
+        ["/bin/sh", "-c", "echo early; echo late >&2; exec sleep 30"], timeout=1,
+        capture_output=True, env=ENV, **kw),
+    "timeout without output": lambda run, **kw: run(["/bin/sleep", "30"], timeout=0.3,
+                                                    capture_output=True, env=ENV, **kw),
+    "cwd": lambda run, **kw: run(["/bin/pwd"], cwd="/usr", stdout=subprocess.PIPE, env=ENV, **kw),
+    "cwd PathLike": lambda run, **kw: run(["/bin/pwd"], cwd=pathlib.Path("/usr/bin"),
+                                          stdout=subprocess.PIPE, env=ENV, **kw),
+    "env": lambda run, **kw: run(["/bin/sh", "-c", 'echo "$A $B"'], env=dict(ENV, A="1", B="2 3"),
+                                 stdout=subprocess.PIPE, **kw),
+    "str args": lambda run, **kw: run("/bin/true", env=ENV, **kw),
+    "shell": lambda run, **kw: run("echo $((1 + 2))", shell=True, stdout=subprocess.PIPE,
+                                   env=ENV, **kw),
+    "executable": lambda run, **kw: run(["zero", "-c", "echo $0"], executable="/bin/sh",
+                                        stdout=subprocess.PIPE, env=ENV, **kw),
+    "command not found": lambda run, **kw: run(["/nonexistent"], env=ENV, **kw),
+    "command not executable": lambda run, **kw: run(["/etc/passwd"], env=ENV, **kw),
+    "cwd not found": lambda run, **kw: run(["/bin/true"], cwd="/nonexistent", env=ENV, **kw),
+    "empty args": lambda run, **kw: run([], env=ENV, **kw),
+    "capture_output with stdout": lambda run, **kw: run(["/bin/true"], capture_output=True,
+                                                        stdout=subprocess.PIPE, **kw),
+    "input with stdin": lambda run, **kw: run(["/bin/true"], input=b"", stdin=subprocess.DEVNULL,
+                                              **kw),
+    "text and universal_newlines differ": lambda run, **kw: run(
+        ["/bin/true"], text=True, universal_newlines=False, **kw),
+    "str input without text": lambda run, **kw: run(["/bin/cat"], input="x", env=ENV, **kw),
+    "bytes input with text": lambda run, **kw: run(["/bin/cat"], input=b"x", text=True, env=ENV,
+                                                   **kw),
+    "env value not a string": lambda run, **kw: run(["/bin/true"], env={"A": 1}, **kw),
+    "env name with =": lambda run, **kw: run(["/bin/true"], env={"A=B": "1"}, **kw),
+    "env with NUL": lambda run, **kw: run(["/bin/true"], env={"A": "1\0"}, **kw),
+    "argument with NUL": lambda run, **kw: run(["/bin/echo", "a\0"], env=ENV, **kw),
+    "argument not a string": lambda run, **kw: run(["/bin/echo", 1], env=ENV, **kw),
+    "cwd not a path": lambda run, **kw: run(["/bin/true"], cwd=5, env=ENV, **kw),
+    "bufsize not an int": lambda run, **kw: run(["/bin/true"], bufsize="x", env=ENV, **kw),
+    "unknown encoding": lambda run, **kw: run(["/bin/true"], stdout=subprocess.PIPE,
+                                              encoding="no-such-codec", env=ENV, **kw),
+    "pass_fds not numbers": lambda run, **kw: run(["/bin/true"], pass_fds=["x"], env=ENV, **kw),
+    "pass_fds negative": lambda run, **kw: run(["/bin/true"], pass_fds=[-1], env=ENV, **kw),
+    "pass_fds not open": lambda run, **kw: run(["/bin/true"], pass_fds=[_closed_fd()], env=ENV,
+                                               **kw),
+    "stdin a bad fd": lambda run, **kw: run(["/bin/true"], stdin=-5, env=ENV, **kw),
+    "unknown keyword": lambda run, **kw: run(["/bin/true"], no_such_argument=1, **kw),
+}
+
+
+def _outcome(call, run, **extra):
+    """What a call gives: the result's fields, or the exception."""
+    try:
+        cp = call(run, **extra)
+    except Exception as err:        # compared below
+        return err
+    if isinstance(cp, tuple):
+        return cp
+    assert isinstance(cp, subprocess.CompletedProcess)
+    return ("completed", cp.args, cp.returncode, cp.stdout, cp.stderr)
+
+
+def _same_exception(expected, got):
+    assert isinstance(got, type(expected)), (expected, got)
+    if isinstance(expected, subprocess.TimeoutExpired):
+        assert (str(got), got.stdout, got.stderr) == (str(expected), expected.stdout, expected.stderr)
+    elif isinstance(expected, subprocess.CalledProcessError):
+        assert (str(got), got.stdout, got.stderr) == (str(expected), expected.stdout, expected.stderr)
+    elif type(expected) in (FileNotFoundError, PermissionError, NotADirectoryError):
+        assert isinstance(got, sandbox.SandboxError)
+        assert (got.errno, got.filename) == (expected.errno, expected.filename)
+        assert os.strerror(expected.errno) in str(got)
+    elif isinstance(expected, OSError):
+        assert got.errno == expected.errno, (expected, got)
+    elif "unexpected keyword" in str(expected):
+        assert "unexpected keyword argument 'no_such_argument'" in str(got)
+    elif isinstance(expected, (ValueError, TypeError, IndexError, LookupError)):
+        # The same words, after the sandbox's name of the argument.
+        assert str(expected).split(": ")[-1] in str(got), (expected, got)
+
+
+@pytest.mark.parametrize("name", sorted(PARITY))
+def test_run_behaves_as_subprocess_run(name, as_user):
+    def body():
+        call = PARITY[name]
+        expected = _outcome(call, subprocess.run)
+        got = _outcome(call, sandbox.run, ops=sandbox.default_ops())
+        if isinstance(expected, Exception):
+            _same_exception(expected, got)
+        else:
+            assert got == expected
+    as_user(body)
+
+
+def test_run_returns_a_completed_process_with_a_report(as_user):
+    def body():
+        cp = sandbox.run(["/bin/true"])
+        assert isinstance(cp, sandbox.CompletedProcess) and isinstance(cp, subprocess.CompletedProcess)
+        assert hasattr(cp, "report") and repr(cp) == "CompletedProcess(args=['/bin/true'], returncode=0)"
+        # A signal's death is 128+N, as init reports it (subprocess says -N).
+        assert sandbox.run(["/bin/sh", "-c", "kill -9 $$"], env=ENV).returncode == 128 + 9
+        for call in (lambda: sandbox.run([]), lambda: sandbox.run(["/bin/true"], env={"A": 1}),
+                     lambda: sandbox.run(["/bin/true"], capture_output=True, stdout=1)):
+            with pytest.raises(sandbox.SandboxError):
+                call()
+    as_user(body)
+
+
+def test_timeout_leaves_nothing_running(as_user):
+    def body():
+        marker = "sandbox-timeout-%d" % os.getpid()
+        with pytest.raises(subprocess.TimeoutExpired) as info:
+            sandbox.run(["/bin/sh", "-c", "echo started; sleep 30 & exec sleep 31 %s" % marker],
+                        timeout=0.5, capture_output=True, text=True, env=ENV)
+        assert info.value.stdout == b"started\n"      # bytes, as subprocess gives them
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True)
+        assert left.stdout == b""
+    as_user(body)
+
+
+def test_popen_pipes_line_by_line_in_text_mode(as_user):
+    def body():
+        with sandbox.Popen(["/bin/cat"], stdin=sandbox.PIPE, stdout=sandbox.PIPE, text=True,
+                           bufsize=1, env=ENV) as p:
+            assert isinstance(p.pid, int) and p.pid > 0 and p.poll() is None
+            for line in ("one\n", "two\n"):
+                p.stdin.write(line)
+                assert p.stdout.readline() == line    # an answer before the end
+            p.stdin.close()
+            assert p.stdout.read() == "" and p.wait(timeout=10) == 0
+        assert p.returncode == 0 and p.poll() == 0
+    as_user(body)
+
+
+def test_popen_wait_poll_signals_and_communicate_timeout(as_user):
+    def body():
+        p = sandbox.Popen(["/bin/sh", "-c", "echo started; exec sleep 30"], stdout=sandbox.PIPE,
+                          env=ENV)
+        with pytest.raises(subprocess.TimeoutExpired) as info:
+            p.wait(timeout=0.2)
+        assert info.value.cmd == ["/bin/sh", "-c", "echo started; exec sleep 30"]
+        with pytest.raises(subprocess.TimeoutExpired) as info:
+            p.communicate(timeout=0.5)
+        assert info.value.stdout == b"started\n" and p.poll() is None
+        p.terminate()                          # init forwards SIGTERM to the command
+        assert p.communicate(timeout=10) == (b"started\n", None)
+        assert p.returncode == 128 + signal.SIGTERM
+        with sandbox.Popen(["/bin/sleep", "30"], env=ENV) as p:
+            p.kill()
+        assert p.returncode == 128 + signal.SIGKILL
+        with sandbox.Popen(["/bin/sh", "-c", "trap 'exit 42' INT; sleep 30 & wait"], env=ENV) as p:
+            time.sleep(0.3)
+            p.send_signal(signal.SIGINT)
+        assert p.returncode == 42
+        p.send_signal(signal.SIGKILL)          # after the end: nothing happens, as in subprocess
+    as_user(body)
+
+
+def test_popen_raises_at_once_when_the_command_cannot_start(as_user):
+    def body():
+        with pytest.raises(FileNotFoundError) as info:
+            sandbox.Popen(["no-such-command"], env=ENV, stdout=sandbox.PIPE)
+        assert isinstance(info.value, sandbox.SandboxError) and info.value.filename == "no-such-command"
+        with pytest.raises(sandbox.SandboxError, match="bind"):
+            sandbox.Popen(["/bin/true"], ops=sandbox.Ops().bind("/nope", "/x"))
+        with pytest.raises(TypeError, match="unexpected keyword argument 'dir'"):
+            sandbox.Popen(["/bin/true"], dir="/")       # subprocess's name: cwd
+        p = sandbox.Popen(["/bin/sh", "-c", "echo $(hostname)"], hostname="box", stdout=sandbox.PIPE,
+                          env=ENV, flags=sandbox.FAllowNet)
+        assert p.communicate() == (b"box\n", None) and hasattr(p, "report")
+    as_user(body)
+
+
+def test_max_output_keeps_n_bytes_and_drains_the_rest(as_user):
+    def body():
+        # The command writes far more than the cap and finishes: the rest
+        # was read (a full pipe would have blocked it until the timeout).
+        cp = sandbox.run(["/bin/sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"],
+                         capture_output=True, max_output=100, timeout=60, env=ENV)
+        assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"\0" * 100, b"done\n")
+        report = cp.report
+        if report is not None:
+            assert report.truncated
+        with sandbox.Popen(["/bin/sh", "-c", "printf 'ééé'"], stdout=sandbox.PIPE, text=True,
+                           encoding="utf-8", max_output=3, env=ENV) as p:
+            assert p.communicate() == ("é", None)      # the cut character is dropped
+            assert p.truncated == ["stdout"]
+        cp = sandbox.run(["/bin/echo", "short"], capture_output=True, max_output=100)
+        assert cp.stdout == b"short\n"
+        with pytest.raises(ValueError, match="max_output"):
+            sandbox.run(["/bin/true"], max_output=-1)
+    as_user(body)
