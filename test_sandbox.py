@@ -1189,17 +1189,12 @@ def test_pass_fds_keep_their_numbers_as_in_subprocess(as_user):
             with pytest.raises(ValueError, match="pass_fds"):
                 sandbox.run(["/bin/true"], pass_fds=[3], extra_files=[extra])
         finally:
-            _close_fds(r, high, extra)
+            _close_fds([r, high, extra])
         # extra_files numbered from 3, pass_fds at their own number (40), as
         # subprocess keeps it (its python lists one more: the listdir fd).
         assert out == "forty [0, 1, 2, 3, 4, 40]\n", out
         assert host == "[0, 1, 2, 3, 40]\n"
     as_user(body)
-
-
-def _close_fds(*fds):
-    for fd in fds:
-        os.close(fd)
 
 
 def test_no_caller_fd_leaks_into_the_container(as_user):
