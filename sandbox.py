@@ -4667,99 +4667,123 @@ def run(args, ops=None, *, input=None, capture_output=False, timeout=None, check
 
 
 # ---------------------------------------------------------------------------
-# The command line: bubblewrap's options, parsed in order, onto a Container.
+# The command line: one option table that both personalities read.
 #
-# Exit status: the command's own; 128+N when it died of signal N; 125 when
-# the sandbox could not be set up; 126 when the command cannot be executed
-# and 127 when it is not found; 2 for a usage error.
+# Each row of _OPTIONS is an _Option: its name(s), the names of its
+# arguments (their count is the row's arity), a handler, the personalities
+# that accept it (HARDENED: `sandbox.py` itself; BWRAP: the drop-in `bwrap`)
+# and its help text.  Strings in the table are help headings.  The parser
+# walks argv in order and calls handler(cl, option, *arguments) with the
+# _CommandLine being built: a handler stores onto cl (cl.ops, cl.fields =
+# Container fields, or an attribute of its own) and raises _UsageError for a
+# bad value.  Most rows use a handler factory (_field, _set, _flag, _op...),
+# so that a new option is one line.  An option whose meaning differs between
+# the personalities is two rows with the same name, one for each.  --help is
+# generated from the table.
+#
+# Exit status (hardened): the command's own; 128+N when it died of signal N;
+# 125 when the sandbox could not be set up; 126 when the command cannot be
+# executed and 127 when it is not found; 2 for a usage error.
 # ---------------------------------------------------------------------------
 
 EXIT_USAGE = 2
 EXIT_SETUP = _SETUP_FAILED
 
-_HELP = """\
-usage: python3 sandbox.py [OPTION...] [--] COMMAND [ARG...]
-
-Run COMMAND in an unprivileged container with new user, PID, mount, IPC, UTS,
-cgroup and network namespaces, no capabilities and a seccomp filter.  With no
-file-system option, the host's /usr, /bin, /sbin, /lib*, /etc are bound
-read-only and /proc, /dev and a /tmp are made.
-
-File system (applied in order):
-  --bind SRC DEST          bind SRC on DEST read-write
-  --ro-bind SRC DEST       bind SRC on DEST read-only
-  --dev-bind SRC DEST      bind SRC on DEST, devices allowed
-  --bind-try, --ro-bind-try, --dev-bind-try SRC DEST
-                           the same, skipped when SRC does not exist
-  --proc DEST              mount a new procfs on DEST
-  --dev DEST               mount a minimal /dev on DEST
-  --tmpfs DEST             mount a tmpfs on DEST
-  --mqueue DEST            mount a new mqueue on DEST
-  --dir DEST               create a directory
-  --symlink TARGET LINK    create a symlink LINK -> TARGET
-  --ro-bind-data FD DEST   place the bytes read from FD at DEST, read-only
-  --size BYTES             size of the next --tmpfs
-  --perms OCTAL            mode of the next --tmpfs or --dir
-Identity and environment:
-  --uid N, --gid N         ids inside (default: the overflow id, 65534)
-  --hostname NAME          hostname inside
-  --chdir DIR              working directory (default: the current one if it
-                           is bound at the same path, else /)
-  --setenv VAR VALUE, --unsetenv VAR, --clearenv
-                           the environment is inherited unless --clearenv
-Hardening (everything is denied unless allowed):
-  --share-net              keep the host's network
-  --allow-devel            allow ptrace, perf_event_open, personality
-  --allow-userns           allow namespaces and mounts inside
-  --allow-tty              keep the terminal (job control; TIOCSTI allowed)
-  --syscall-compat         drop the extended syscall denials
-  --multiarch              accept the compat architecture (i386, arm)
-  --privileged             keep CAP_SYS_ADMIN inside
-  --unshare-all, --unshare-{user,pid,ipc,uts,cgroup,net}, --die-with-parent,
-  --new-session            accepted: always in force
-Seccomp:
-  --seccomp-export FILE    write the filter (struct sock_filter[]) and exit
-  --seccomp-disasm         print the filter readably and exit
-Status:
-  --json-status-fd FD, --info-fd FD
-                           write {"child-pid": N} and {"exit-code": N} to FD
-  -v, --verbose            say what is being run
-  -h, --help               this help
-  --version                the version
-
-Exit status: the command's; 128+N if it died of signal N; 125 setup failed;
-126 cannot execute; 127 not found; 2 usage error.
-"""
+HARDENED = "sandbox"
+BWRAP = "bwrap"
+_BOTH = (HARDENED, BWRAP)
+_MAX_ARGS = 9000                   # bubblewrap's limit on argv plus --args words
+_MAX_SIZE_ARG = 2**63 - 1          # bubblewrap's SIZE_MAX / 2
 
 
 class _UsageError(Exception):
-    pass
+    """A bad command line: one line, without the program's prefix."""
 
 
-_BIND_OPTIONS = {
-    "--bind": BindWritable, "--ro-bind": 0, "--dev-bind": BindWritable | BindDevice,
-    "--bind-try": BindWritable | BindOptional, "--ro-bind-try": BindOptional,
-    "--dev-bind-try": BindWritable | BindDevice | BindOptional,
-}
-_FLAG_OPTIONS = {
-    "--share-net": FAllowNet, "--allow-devel": FAllowDevel, "--allow-userns": FAllowUserns,
-    "--allow-tty": FAllowTTY, "--syscall-compat": FSyscallCompat,
-}
-_ACCEPTED_OPTIONS = {"--unshare-all", "--unshare-user", "--unshare-user-try", "--unshare-pid",
-                     "--unshare-ipc", "--unshare-uts", "--unshare-cgroup",
-                     "--unshare-cgroup-try", "--unshare-net", "--die-with-parent",
-                     "--new-session"}
+class _Stop(Exception):
+    """Raised by a handler to end parsing at once (--help, --version)."""
 
 
-def _number(option, text, low=0, high=2**32 - 2, base=10):
-    try:
-        value = int(text, base)
-    except ValueError:
-        raise _UsageError("%s: invalid number %s" % (option, _q(text)))
-    if not low <= value <= high:
-        raise _UsageError("%s: %s is out of range" % (option, _q(text)))
-    return value
+_ARGUMENT_WORDS = {1: "an argument", 2: "two arguments", 3: "three arguments"}
 
+
+class _Option:
+    """A row of the option table.
+
+    names: the spellings; metavar: its arguments' names ("SRC DEST"), whose
+    count is how many it takes; handler(cl, option, *args); where: the
+    personalities that accept it; help: one line for --help; missing: the
+    message when arguments are missing (%s is the option), bubblewrap's
+    "takes N arguments" by default; last: given twice, a warning says the
+    last wins (bubblewrap's warn_only_last_option); modifier: it modifies
+    the next operation (--perms, --size), which may follow it."""
+
+    __slots__ = ("names", "metavar", "nargs", "handler", "where", "help",
+                 "missing", "last", "modifier")
+
+    def __init__(self, names, metavar, handler, help, where=_BOTH, missing=None,
+                 last=False, modifier=False):
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.metavar = metavar
+        self.nargs = len(metavar.split())
+        self.handler = handler
+        self.where = (where,) if isinstance(where, str) else tuple(where)
+        self.help = help
+        self.missing = missing or "%%s takes %s" % _ARGUMENT_WORDS.get(self.nargs, "arguments")
+        self.last = last
+        self.modifier = modifier
+
+
+class _CommandLine:
+    """What the options say, as the handlers leave it."""
+
+    def __init__(self, personality):
+        self.personality = personality
+        self.index = _option_index(personality)
+        self.ops = Ops()
+        self.fields = {}           # Container fields, set as given
+        self.flags = 0
+        self.seccomp = 0
+        self.env = dict(os.environ)
+        self.chdir = None
+        self.unshare = set()       # namespaces asked for: "user", "pid", ...
+        self.share_net = False     # hardened: FAllowNet
+        self.die_with_parent = False
+        self.new_session = False
+        self.export = None
+        self.disasm = False
+        self.status_fds = []
+        self.verbose = False
+        self.level_prefix = False
+        self.command = []
+        self.action = None         # "help", "version"
+        # The parser's state: modifiers waiting for the next operation, the
+        # options seen (for `last`), --args.
+        self.next_perms = None
+        self.next_size = None
+        self.overlay_sources = []
+        self.seen = set()
+        self.in_args_file = False
+        self.total_args = 0
+
+    @property
+    def program(self):
+        return "bwrap" if self.personality == BWRAP else "sandbox"
+
+    def warn(self, text):
+        sys.stderr.write("%s%s: %s\n" % ("<4>" if self.level_prefix else "", self.program, text))
+
+    def take_perms(self, default):
+        """The mode --perms gave for this operation, else `default`."""
+        perms, self.next_perms = self.next_perms, None
+        return default if perms is None else perms
+
+    def take_size(self):
+        size, self.next_size = self.next_size, None
+        return size or 0
+
+
+# -- argument converters: (option, text) -> value, or _UsageError
 
 def _path(option, text):
     if not text:
@@ -4769,147 +4793,425 @@ def _path(option, text):
     return text
 
 
-class _CommandLine:
-    """The parsed options."""
-
-    def __init__(self):
-        self.ops = Ops()
-        self.flags = 0
-        self.seccomp = 0
-        self.uid = self.gid = None
-        self.hostname = ""
-        self.chdir = None
-        self.env = dict(os.environ)
-        self.privileged = False
-        self.export = None
-        self.disasm = False
-        self.status_fds = []
-        self.verbose = False
-        self.command = []
-        self.action = None       # "help", "version"
+def _decimal(text):
+    """strtol base 10 for a non-negative int, or None."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
-def parse_command_line(argv):
-    """Parse argv (without the program name) the way bubblewrap does."""
-    cl = _CommandLine()
-    size = perms = None
-    i = 0
+def _fd(option, text):
+    value = _decimal(text)
+    if value is None or value > 2**31 - 1:
+        raise _UsageError("Invalid fd: %s" % text)
+    return value
 
-    def take(option, count):
-        if i + count >= len(argv):
-            raise _UsageError("%s needs %d argument%s" % (option, count, "s" if count > 1 else ""))
-        return argv[i + 1:i + 1 + count]
 
-    while i < len(argv):
-        option = argv[i]
-        if option == "--":
-            i += 1
-            break
-        if not option.startswith("-") or option == "-":
-            break
-        count = 0
-        if option in _BIND_OPTIONS:
-            source, dest = take(option, 2)
-            count = 2
-            cl.ops.bind(_path(option, source), _path(option, dest), _BIND_OPTIONS[option])
-        elif option in ("--proc", "--dev", "--mqueue"):
-            (dest,) = take(option, 1)
-            count = 1
-            getattr(cl.ops, option[2:])(_path(option, dest))
-        elif option == "--tmpfs":
-            (dest,) = take(option, 1)
-            count = 1
-            cl.ops.tmpfs(_path(option, dest), size or 0, 0o755 if perms is None else perms)
-            size = perms = None
-        elif option == "--dir":
-            (dest,) = take(option, 1)
-            count = 1
-            if size is not None:
-                raise _UsageError("--size must be followed by --tmpfs")
-            cl.ops.mkdir(_path(option, dest), 0o755 if perms is None else perms)
-            perms = None
-        elif option == "--symlink":
-            target, link = take(option, 2)
-            count = 2
-            cl.ops.link(_path(option, target), _path(option, link))
-        elif option == "--ro-bind-data":
-            fd, dest = take(option, 2)
-            count = 2
-            cl.ops.place(_path(option, dest), _read_fd(option, _number(option, fd, 0, 2**31 - 1)))
-        elif option == "--size":
-            (value,) = take(option, 1)
-            count = 1
-            size = _number(option, value, 1, _MAX_TMPFS_SIZE)
-        elif option == "--perms":
-            (value,) = take(option, 1)
-            count = 1
-            perms = _number(option, value, 0, 0o7777, base=8)
-        elif option in ("--uid", "--gid"):
-            (value,) = take(option, 1)
-            count = 1
-            setattr(cl, option[2:], _number(option, value))
-        elif option == "--hostname":
-            (cl.hostname,) = take(option, 1)
-            count = 1
-            if not cl.hostname or len(cl.hostname.encode()) > 64 or "\0" in cl.hostname:
-                raise _UsageError("--hostname: invalid name %s" % _q(cl.hostname))
-        elif option == "--chdir":
-            (value,) = take(option, 1)
-            count = 1
-            cl.chdir = _path(option, value)
-        elif option == "--setenv":
-            name, value = take(option, 2)
-            count = 2
-            if not name or "=" in name or "\0" in name + value:
-                raise _UsageError("--setenv: invalid variable %s" % _q(name))
-            cl.env[name] = value
-        elif option == "--unsetenv":
-            (name,) = take(option, 1)
-            count = 1
-            cl.env.pop(name, None)
-        elif option == "--clearenv":
-            cl.env = {}
-        elif option in _FLAG_OPTIONS:
-            cl.flags |= _FLAG_OPTIONS[option]
-        elif option == "--multiarch":
-            cl.seccomp |= FlagMultiarch
-        elif option == "--privileged":
-            cl.privileged = True
-        elif option in _ACCEPTED_OPTIONS:
-            pass
-        elif option == "--seccomp-export":
-            (cl.export,) = take(option, 1)
-            count = 1
-        elif option == "--seccomp-disasm":
-            cl.disasm = True
-        elif option in ("--json-status-fd", "--info-fd"):
-            (fd,) = take(option, 1)
-            count = 1
-            cl.status_fds.append(_number(option, fd, 0, 2**31 - 1))
-        elif option in ("-v", "--verbose"):
-            cl.verbose = True
-        elif option in ("-h", "--help"):
-            cl.action = "help"
-            return cl
-        elif option == "--version":
-            cl.action = "version"
-            return cl
-        else:
-            raise _UsageError("unknown option %s" % _q(option))
-        i += 1 + count
-    if size is not None or perms is not None:
-        raise _UsageError("--size/--perms must be followed by --tmpfs or --dir")
-    cl.command = argv[i:]
+def _id(option, text):
+    value = _decimal(text)
+    if value is None or value > _MAX_ID:
+        raise _UsageError("Invalid %s: %s" % (option.lstrip("-"), text))
+    return value
+
+
+def _mode(option, text):
+    if not text or not text.isascii() or text.strip("01234567") or int(text, 8) > 0o7777:
+        raise _UsageError("%s takes an octal argument <= 07777" % option)
+    return int(text, 8)
+
+
+def _size(option, text):
+    """strtoull base 0, as bubblewrap reads --size."""
+    digits, base = text, 10
+    if text[:2] in ("0x", "0X"):
+        digits, base = text[2:], 16
+    elif text[:1] == "0" and len(text) > 1:
+        digits, base = text[1:], 8
+    try:
+        value = int(digits, base) if text[:1].isdigit() and digits.isalnum() and digits.isascii() else 0
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise _UsageError("%s takes a non-zero number of bytes" % option)
+    if value > _MAX_SIZE_ARG:
+        raise _UsageError("%s (for tmpfs) is limited to %d" % (option, _MAX_SIZE_ARG))
+    return value
+
+
+def _hostname(option, text):
+    if not text or len(text.encode()) > 64 or "\0" in text:
+        raise _UsageError("%s: invalid name %s" % (option, _q(text)))
+    return text
+
+
+def _text(option, text):
+    return text
+
+
+def _read_fd(option, fd):
+    try:
+        data = _read_all(fd)
+    except OSError as err:
+        raise _UsageError("%s: reading fd %d: %s" % (option, fd, err.strerror))
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    return data
+
+
+# -- handler factories: each returns handler(cl, option, *args)
+
+def _field(name, convert=_text):
+    """The argument, converted, is Container field `name`."""
+    def handler(cl, option, value):
+        cl.fields[name] = convert(option, value)
+    return handler
+
+
+def _field_is(name, value):
+    """Container field `name` is a constant."""
+    def handler(cl, option):
+        cl.fields[name] = value
+    return handler
+
+
+def _set(attr, value):
+    """Sets cl.<attr> to a constant."""
+    def handler(cl, option):
+        setattr(cl, attr, value)
+    return handler
+
+
+def _store(attr, convert=_text):
+    """The argument, converted, is cl.<attr>."""
+    def handler(cl, option, value):
+        setattr(cl, attr, convert(option, value))
+    return handler
+
+
+def _append(attr, convert=_text):
+    def handler(cl, option, value):
+        getattr(cl, attr).append(convert(option, value))
+    return handler
+
+
+def _flag(bit):
+    """Adds a HardeningFlags bit."""
+    def handler(cl, option):
+        cl.flags |= bit
+    return handler
+
+
+def _accepted(cl, option):
+    """Accepted and meaningless here: the hardening always does it."""
+
+
+def _unshare(*namespaces):
+    def handler(cl, option):
+        cl.unshare.update(namespaces)
+        if "net" in namespaces:
+            cl.share_net = False
+    return handler
+
+
+# -- handlers of their own
+
+def _unshare_named(cl, option):
+    """--unshare-X and --unshare-X-try: namespace X."""
+    cl.unshare.add(option[len("--unshare-"):].replace("-try", ""))
+
+
+_BIND_FLAGS = {
+    "--bind": BindWritable, "--ro-bind": 0, "--dev-bind": BindWritable | BindDevice,
+    "--bind-try": BindWritable | BindOptional, "--ro-bind-try": BindOptional,
+    "--dev-bind-try": BindWritable | BindDevice | BindOptional,
+}
+
+
+def _bind(cl, option, source, dest):
+    cl.ops.bind(_path(option, source), _path(option, dest), _BIND_FLAGS[option])
+
+
+def _mount_op(method):
+    def handler(cl, option, dest):
+        getattr(cl.ops, method)(_path(option, dest))
+    return handler
+
+
+def _tmpfs(cl, option, dest):
+    cl.ops.tmpfs(_path(option, dest), cl.take_size(), cl.take_perms(0o755))
+
+
+def _dir(cl, option, dest):
+    cl.ops.mkdir(_path(option, dest), cl.take_perms(0o755))
+
+
+def _symlink(cl, option, target, link):
+    cl.ops.link(_path(option, target), _path(option, link))
+
+
+def _ro_bind_data(cl, option, fd, dest):
+    cl.ops.place(_path(option, dest), _read_fd(option, _fd(option, fd)))
+
+
+def _perms(cl, option, value):
+    if cl.next_perms is not None:
+        raise _UsageError("--perms given twice for the same action")
+    cl.next_perms = _mode(option, value)
+
+
+def _size_modifier(cl, option, value):
+    if cl.next_size is not None:
+        raise _UsageError("--size given twice for the same action")
+    cl.next_size = _size(option, value)
+
+
+def _share_net(cl, option):
+    cl.unshare.discard("net")
+    cl.share_net = True
+
+
+def _setenv(cl, option, name, value):
+    if not name or "=" in name or "\0" in name + value:
+        raise _UsageError("%s: invalid variable %s" % (option, _q(name)))
+    cl.env[name] = value
+
+
+def _unsetenv(cl, option, name):
+    cl.env.pop(name, None)
+
+
+def _clearenv(cl, option):
+    cl.env = {}
+
+
+def _chdir(cl, option, value):
+    cl.chdir = _path(option, value)
+
+
+def _multiarch(cl, option):
+    cl.seccomp |= FlagMultiarch
+
+
+def _args_file(cl, option, fd):
+    """--args FD: the NUL-separated words read from FD are parsed right
+    here, as if they stood in argv; a non-option ends them."""
+    if cl.in_args_file:
+        raise _UsageError("--args not supported in arguments file")
+    fd = _fd(option, fd)
+    try:
+        data = _read_all(fd)
+    except OSError as err:
+        raise _UsageError("Can't read --args data: %s" % err.strerror)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    words = data.split(b"\0")
+    if not words[-1]:
+        words.pop()              # the final NUL is optional
+    cl.total_args += len(words)
+    if cl.total_args > _MAX_ARGS:
+        raise _UsageError("Exceeded maximum number of arguments %d" % _MAX_ARGS)
+    cl.in_args_file = True
+    try:
+        _parse_words(cl, [os.fsdecode(word) for word in words])
+    finally:
+        cl.in_args_file = False
+
+
+def _action(name):
+    def handler(cl, option):
+        cl.action = name
+        raise _Stop
+    return handler
+
+
+_OPTIONS = [
+    "File system (applied in order):",
+    _Option("--bind", "SRC DEST", _bind, "bind SRC on DEST read-write"),
+    _Option("--ro-bind", "SRC DEST", _bind, "bind SRC on DEST read-only"),
+    _Option("--dev-bind", "SRC DEST", _bind, "bind SRC on DEST, devices allowed"),
+    _Option(("--bind-try", "--ro-bind-try", "--dev-bind-try"), "SRC DEST", _bind,
+            "the same, skipped when SRC does not exist"),
+    _Option("--proc", "DEST", _mount_op("proc"), "mount a new procfs on DEST"),
+    _Option("--dev", "DEST", _mount_op("dev"), "mount a minimal /dev on DEST"),
+    _Option("--tmpfs", "DEST", _tmpfs, "mount a tmpfs on DEST"),
+    _Option("--mqueue", "DEST", _mount_op("mqueue"), "mount a new mqueue on DEST"),
+    _Option("--dir", "DEST", _dir, "create a directory"),
+    _Option("--symlink", "TARGET LINK", _symlink, "create a symlink LINK -> TARGET"),
+    _Option("--ro-bind-data", "FD DEST", _ro_bind_data,
+            "place the bytes read from FD at DEST, read-only"),
+    _Option("--size", "BYTES", _size_modifier, "size of the next --tmpfs", modifier=True),
+    _Option("--perms", "OCTAL", _perms, "mode of the next --tmpfs or --dir", modifier=True),
+    "Identity and environment:",
+    _Option("--uid", "N", _field("uid", _id), "uid inside (default: the overflow id, 65534)",
+            last=True),
+    _Option("--gid", "N", _field("gid", _id), "gid inside (default: the overflow id, 65534)",
+            last=True),
+    _Option("--hostname", "NAME", _field("hostname", _hostname), "hostname inside", last=True),
+    _Option("--chdir", "DIR", _chdir, "working directory (default: the current one if it "
+            "is bound at the same path, else /)", missing="%s takes one argument", last=True),
+    _Option("--setenv", "VAR VALUE", _setenv, "set VAR in the environment"),
+    _Option("--unsetenv", "VAR", _unsetenv, "remove VAR from the environment"),
+    _Option("--clearenv", "", _clearenv, "start from an empty environment (else inherited)"),
+    "Hardening (everything is denied unless allowed):",
+    _Option("--share-net", "", _share_net, "keep the host's network"),
+    _Option("--allow-devel", "", _flag(FAllowDevel), "allow ptrace, perf_event_open, personality",
+            where=HARDENED),
+    _Option("--allow-userns", "", _flag(FAllowUserns), "allow namespaces and mounts inside",
+            where=HARDENED),
+    _Option("--allow-tty", "", _flag(FAllowTTY), "keep the terminal (job control; TIOCSTI "
+            "allowed)", where=HARDENED),
+    _Option("--syscall-compat", "", _flag(FSyscallCompat), "drop the extended syscall denials",
+            where=HARDENED),
+    _Option("--multiarch", "", _multiarch, "accept the compat architecture (i386, arm)",
+            where=HARDENED),
+    _Option("--privileged", "", _field_is("privileged", True), "keep CAP_SYS_ADMIN inside",
+            where=HARDENED),
+    _Option("--unshare-all", "", _unshare("user", "ipc", "pid", "net", "uts", "cgroup"),
+            "accepted: always in force (and undoes an earlier --share-net)"),
+    _Option("--unshare-net", "", _unshare("net"), "the same for the network"),
+    _Option(("--unshare-user", "--unshare-user-try", "--unshare-pid", "--unshare-ipc",
+             "--unshare-uts", "--unshare-cgroup", "--unshare-cgroup-try"), "",
+            _unshare_named, "accepted: always in force"),
+    _Option("--die-with-parent", "", _set("die_with_parent", True), "accepted: always in force"),
+    _Option("--new-session", "", _set("new_session", True), "accepted: always in force"),
+    "Seccomp:",
+    _Option("--seccomp-export", "FILE", _store("export"),
+            "write the filter (struct sock_filter[]) and exit", where=HARDENED),
+    _Option("--seccomp-disasm", "", _set("disasm", True), "print the filter readably and exit",
+            where=HARDENED),
+    "Status and the command line:",
+    _Option(("--json-status-fd", "--info-fd"), "FD", _append("status_fds", _fd),
+            'write {"child-pid": N} and {"exit-code": N} to FD'),
+    _Option("--args", "FD", _args_file, "read more options from FD, NUL-separated"),
+    _Option(("-v", "--verbose"), "", _set("verbose", True), "say what is being run",
+            where=HARDENED),
+    _Option(("-h", "--help"), "", _action("help"), "this help", where=HARDENED),
+    _Option("--help", "", _action("help"), "this help", where=BWRAP),
+    _Option("--version", "", _action("version"), "the version"),
+]
+
+
+def _option_index(personality):
+    """{spelling: row} of the rows `personality` accepts."""
+    index = {}
+    for row in _OPTIONS:
+        if isinstance(row, _Option) and personality in row.where:
+            for name in row.names:
+                index[name] = row
+    return index
+
+
+def parse_command_line(argv, personality=HARDENED):
+    """Parse argv (without the program name) the way bubblewrap does, with
+    the table's rows for `personality`; returns the _CommandLine."""
+    cl = _CommandLine(personality)
+    cl.total_args = len(argv)
+    try:
+        rest = _parse_words(cl, argv)
+    except _Stop:
+        return cl
+    if cl.overlay_sources:
+        raise _UsageError("--overlay-src must be followed by another --overlay-src or one of "
+                          "--overlay, --tmp-overlay, or --ro-overlay")
+    if personality == HARDENED:
+        # bubblewrap ignores a dangling modifier; here it is a mistake.
+        if cl.next_size is not None:
+            raise _UsageError("--size must be followed by --tmpfs")
+        if cl.next_perms is not None:
+            raise _UsageError("--perms must be followed by an option that creates a file")
+    cl.command = rest
     if not cl.command and cl.export is None and not cl.disasm:
         raise _UsageError("no command given")
     return cl
 
 
-def _read_fd(option, fd):
-    try:
-        return _read_all(fd)
-    except OSError as err:
-        raise _UsageError("%s: reading fd %d: %s" % (option, fd, err.strerror))
+def _parse_words(cl, words):
+    """Apply the options at the start of `words`; returns what follows them
+    (after a `--`)."""
+    if cl.total_args > _MAX_ARGS:
+        raise _UsageError("Exceeded maximum number of arguments %d" % _MAX_ARGS)
+    i = 0
+    while i < len(words):
+        option = words[i]
+        if option == "--":
+            i += 1
+            break
+        if not option.startswith("-"):
+            break
+        row = cl.index.get(option)
+        if row is None:
+            raise _UsageError("Unknown option %s" % option)
+        if i + row.nargs >= len(words):
+            raise _UsageError(row.missing.replace("%s", option))
+        if row.last:
+            if row.names[0] in cl.seen:
+                cl.warn("Only the last %s option will take effect" % option)
+            cl.seen.add(row.names[0])
+        row.handler(cl, option, *words[i + 1:i + 1 + row.nargs])
+        if not row.modifier:
+            # A modifier applies to the very next operation, which took it.
+            if cl.next_perms is not None:
+                raise _UsageError("--perms must be followed by an option that creates a file")
+            if cl.next_size is not None:
+                raise _UsageError("--size must be followed by --tmpfs")
+        if option != "--overlay-src" and cl.overlay_sources:
+            raise _UsageError("--overlay-src must be followed by another --overlay-src or one "
+                              "of --overlay, --tmp-overlay, or --ro-overlay")
+        i += 1 + row.nargs
+    return words[i:]
+
+
+_HELP_INTRO = """\
+usage: python3 sandbox.py [OPTION...] [--] COMMAND [ARG...]
+
+Run COMMAND in an unprivileged container with new user, PID, mount, IPC, UTS,
+cgroup and network namespaces, no capabilities and a seccomp filter.  With no
+file-system option, the host's /usr, /bin, /sbin, /lib*, /etc are bound
+read-only and /proc, /dev and a /tmp are made.
+
+"""
+_HELP_OUTRO = """
+Exit status: the command's; 128+N if it died of signal N; 125 setup failed;
+126 cannot execute; 127 not found; 2 usage error.
+"""
+
+
+def _wrap(text, width):
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = line + " " + word if line else word
+    return lines + [line]
+
+
+def _help_text(personality=HARDENED, intro=_HELP_INTRO, outro=_HELP_OUTRO):
+    """--help, from the table: each heading and the rows `personality`
+    accepts under it."""
+    out, heading = [intro], None
+    for row in _OPTIONS:
+        if isinstance(row, str):
+            heading = row
+            continue
+        if personality not in row.where:
+            continue
+        if heading is not None:          # a heading without rows here is left out
+            out.append(heading + "\n")
+            heading = None
+        usage = "  " + ", ".join(row.names) + (" " + row.metavar if row.metavar else "")
+        help_lines = _wrap(row.help, 80 - 27)
+        if len(usage) > 25:
+            out.extend("  " * (1 + (n > 0)) + line + "\n"
+                       for n, line in enumerate(_wrap(usage, 80 - 4)))
+        else:
+            out.append("%-27s%s\n" % (usage, help_lines.pop(0)))
+        out.extend(" " * 27 + line + "\n" for line in help_lines)
+    out.append(outro)
+    return "".join(out)
 
 
 def _default_dir(ops):
@@ -4944,15 +5246,17 @@ def main(argv=None):
         sys.stderr.write("sandbox: %s (see --help)\n" % err)
         return EXIT_USAGE
     if cl.action == "help":
-        sys.stdout.write(_HELP)
+        sys.stdout.write(_help_text(HARDENED))
         return 0
     if cl.action == "version":
         sys.stdout.write("sandbox.py %s\n" % __version__)
         return 0
     container = Container(*cl.command, ops=cl.ops or default_ops())
-    container.flags, container.seccomp = HardeningFlags(cl.flags), SyscallOpts(cl.seccomp)
-    container.uid, container.gid, container.hostname = cl.uid, cl.gid, cl.hostname
-    container.env, container.privileged = cl.env, cl.privileged
+    for name, value in cl.fields.items():
+        setattr(container, name, value)
+    flags = cl.flags | (FAllowNet if cl.share_net else 0)
+    container.flags, container.seccomp = HardeningFlags(flags), SyscallOpts(cl.seccomp)
+    container.env = cl.env
     container.dir = cl.chdir or _default_dir(container.ops)
     container._local = True
     try:
@@ -4982,7 +5286,7 @@ def main(argv=None):
 
 def _run_command_line(container, cl):
     forwarded = [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
-    if not cl.flags & FAllowTTY:
+    if not container.flags & FAllowTTY:
         forwarded.append(signal.SIGINT)   # with a terminal, Ctrl-C reaches the command itself
 
     held = []     # signals that came before the container existed
@@ -4998,7 +5302,7 @@ def _run_command_line(container, cl):
 
     for sig in forwarded:
         signal.signal(sig, forward)
-    if cl.flags & FAllowTTY:
+    if container.flags & FAllowTTY:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     container.start()
     container.serve()

@@ -1538,10 +1538,14 @@ def test_cli_identity_environment_and_directory(cli):
 def test_cli_network(cli):
     cp = cli("--", "cat", "/proc/net/dev")
     assert [l.split(":")[0].strip() for l in cp.stdout.decode().splitlines()[2:]] == ["lo"]
-    cp = cli("--share-net", "--unshare-all", "--die-with-parent", "--new-session",
+    cp = cli("--unshare-all", "--share-net", "--die-with-parent", "--new-session",
              "--", "cat", "/proc/net/dev")
     with open("/proc/net/dev") as f:
         assert len(cp.stdout.decode().splitlines()) == len(f.read().splitlines())
+    # as in bubblewrap, a later --unshare-all or --unshare-net unshares it again
+    for again in ("--unshare-all", "--unshare-net"):
+        cp = cli("--share-net", again, "--", "cat", "/proc/net/dev")
+        assert [l.split(":")[0].strip() for l in cp.stdout.decode().splitlines()[2:]] == ["lo"]
 
 
 def test_cli_exit_statuses(cli):
@@ -1603,6 +1607,96 @@ def test_cli_seccomp_export_and_disasm(cli):
         assert cp.stdout.decode() == sandbox.bpf_disasm(sandbox.seccomp_filter(0x1E))
     finally:
         subprocess.run(["rm", "-rf", directory])
+
+
+def test_option_table_rows_are_well_formed():
+    for personality in (sandbox.HARDENED, sandbox.BWRAP):
+        seen = set()
+        for row in sandbox._OPTIONS:
+            if isinstance(row, str) or personality not in row.where:
+                continue
+            assert row.help and callable(row.handler), row.names
+            for name in row.names:
+                assert name.startswith("-") and name not in seen, name
+                seen.add(name)
+        text = sandbox._help_text(personality)
+        assert max(len(line) for line in text.splitlines()) <= 80
+    # a row of one personality is unknown in the other
+    with pytest.raises(sandbox._UsageError, match="^Unknown option --allow-devel$"):
+        sandbox.parse_command_line(["--allow-devel", "true"], sandbox.BWRAP)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--chdir"], "--chdir takes one argument"),
+    (["--bind-try", "/a"], "--bind-try takes two arguments"),
+    (["--perms", "0700", "--perms", "0700", "--dir", "/d", "true"],
+     "--perms given twice for the same action"),
+    (["--size", "1", "--size", "1", "--tmpfs", "/d", "true"], "--size given twice for the same action"),
+    (["--perms", "0700", "--bind", "/a", "/b", "true"],
+     "--perms must be followed by an option that creates a file"),
+    (["--size", "4096", "--dir", "/d", "true"], "--size must be followed by --tmpfs"),
+    (["--perms", "8", "--dir", "/d", "true"], "--perms takes an octal argument <= 07777"),
+    (["--size", "0x", "--tmpfs", "/d", "true"], "--size takes a non-zero number of bytes"),
+    (["--size", str(2**63), "--tmpfs", "/d", "true"],
+     "--size (for tmpfs) is limited to 9223372036854775807"),
+    (["--uid", "-1", "true"], "Invalid uid: -1"),
+    (["--info-fd", "x", "true"], "Invalid fd: x"),
+    (["-", "true"], "Unknown option -"),
+])
+def test_option_parser_messages(args, message):
+    with pytest.raises(sandbox._UsageError) as info:
+        sandbox.parse_command_line(args)
+    assert str(info.value) == message
+
+
+def test_option_parser_modifiers_and_last_wins(capfd):
+    cl = sandbox.parse_command_line(["--size", "0x1000", "--perms", "0700", "--tmpfs", "/t",
+                                     "--perms", "1741", "--dir", "/d", "--tmpfs", "/u", "true"])
+    assert cl.ops == [sandbox.Tmpfs("/t", 4096, 0o700), sandbox.Mkdir("/d", 0o1741),
+                      sandbox.Tmpfs("/u", 0, 0o755)]
+    cl = sandbox.parse_command_line(["--hostname", "a", "--hostname", "b", "true"])
+    assert cl.fields["hostname"] == "b" and cl.command == ["true"]
+    assert capfd.readouterr().err == "sandbox: Only the last --hostname option will take effect\n"
+    # bubblewrap ignores a dangling modifier before the command
+    cl = sandbox.parse_command_line(["--perms", "0700", "true"], sandbox.BWRAP)
+    assert cl.command == ["true"]
+
+
+def _pipe_with(data):
+    read_end, write_end = os.pipe()
+    os.write(write_end, data)
+    os.close(write_end)
+    return read_end
+
+
+def test_cli_args_fd(cli):
+    fds = [_pipe_with(b"--dir\0/tmp/hello/world%d\0" % n) for n in range(3)]
+    fds.append(_pipe_with(b"--setenv\0A\0in file\0stop-here\0--dir\0/tmp/never"))
+    try:
+        args = []
+        for fd in fds:
+            args += ["--args", str(fd)]
+        cp = cli("--ro-bind", "/", "/", "--tmpfs", "/tmp", *args, "--",
+                 "sh", "-c", 'ls /tmp/hello; echo "$A"; ls /tmp', pass_fds=fds)
+        assert cp.returncode == 0, cp
+        assert cp.stdout.decode().split("\n") == ["world0", "world1", "world2", "in file",
+                                                   "hello", ""]
+    finally:
+        for fd in fds:
+            os.close(fd)
+    nested = _pipe_with(b"--args\x003\0")
+    try:
+        cp = cli("--args", str(nested), "true", pass_fds=[nested])
+        assert cp.returncode == 2
+        assert cp.stderr == b"sandbox: --args not supported in arguments file (see --help)\n"
+    finally:
+        os.close(nested)
+    with tempfile.TemporaryFile() as many:     # more than a pipe holds
+        many.write(b"--clearenv\0" * 9000)
+        many.seek(0)
+        cp = cli("--args", str(many.fileno()), "true", pass_fds=[many.fileno()])
+        assert cp.returncode == 2
+        assert cp.stderr == b"sandbox: Exceeded maximum number of arguments 9000 (see --help)\n"
 
 
 def test_cli_help_and_version(cli):
