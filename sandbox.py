@@ -17,6 +17,7 @@ run(); the command line.
 """
 
 import codecs
+import copy
 import ctypes
 import enum
 import errno
@@ -1016,22 +1017,62 @@ def syscall_group(name):
 
 SECCOMP_RET_KILL_PROCESS = 0x80000000
 SECCOMP_RET_ERRNO = 0x00050000
+SECCOMP_RET_LOG = 0x7FFC0000
 SECCOMP_RET_ALLOW = 0x7FFF0000
+_MAX_ERRNO = 4095
 
 
 def _errno_action(err):
     return SECCOMP_RET_ERRNO | err
 
 
+def _parse_errno(text):
+    """An errno by name ("ENOSYS") or number (38)."""
+    text = str(text).strip()
+    number = int(text) if text.isdigit() else getattr(errno, text.upper(), None) \
+        if text.upper().startswith("E") else None
+    if not isinstance(number, int) or not 1 <= number <= _MAX_ERRNO:
+        raise SandboxError("seccomp: %r is not an errno (a name such as EPERM, or 1..%d)"
+                           % (text, _MAX_ERRNO), errno.EINVAL)
+    return number
+
+
+def _parse_action(action):
+    """A rule's action: "allow", "kill", "log", "deny" (EPERM), "deny:ERRNO"
+    (a name or a number), or a raw SECCOMP_RET_* value."""
+    if isinstance(action, str):
+        word, colon, err = action.partition(":")
+        word = word.strip().lower()
+        if word == "deny":
+            return _errno_action(_parse_errno(err) if colon else errno.EPERM)
+        named = {"allow": SECCOMP_RET_ALLOW, "kill": SECCOMP_RET_KILL_PROCESS,
+                 "log": SECCOMP_RET_LOG}.get(word)
+        if named is not None and not colon:
+            return named
+    elif isinstance(action, int) and not isinstance(action, bool) and 0 <= action <= _WORD:
+        return int(action)
+    raise SandboxError("seccomp: bad action %r (allow, kill, log, deny or deny:ERRNO)"
+                       % (action,), errno.EINVAL)
+
+
 # Argument comparisons (libseccomp's SCMP_CMP_*): value and mask are 64-bit.
 CMP_NE, CMP_LT, CMP_LE, CMP_EQ, CMP_GE, CMP_GT, CMP_MASKED_EQ = (
     "ne", "lt", "le", "eq", "ge", "gt", "masked_eq")
+_CMP_OPS = (CMP_NE, CMP_LT, CMP_LE, CMP_EQ, CMP_GE, CMP_GT, CMP_MASKED_EQ)
 
 
 class Arg(tuple):
-    """One argument test: ``Arg(index, op, value, mask=0)``."""
+    """One argument test: ``Arg(index, op, value, mask=0)``: argument
+    `index` (0..5) compared with `value` by `op` (CMP_EQ, ... or "eq", ...);
+    CMP_MASKED_EQ tests ``arg & mask == value & mask``.  Values are 64-bit
+    (negative ones wrap); a 32-bit architecture compares the low halves."""
 
     def __new__(cls, index, op, value, mask=0):
+        ints = [x for x in (index, value, mask) if isinstance(x, int) and not isinstance(x, bool)]
+        if len(ints) != 3 or op not in _CMP_OPS or not 0 <= index <= 5:
+            raise SandboxError("seccomp: bad argument test Arg(%r, %r, %r, %r): index 0..5, "
+                               "op one of %s, integer value and mask"
+                               % (index, op, value, mask, ", ".join(_CMP_OPS)), errno.EINVAL)
         return tuple.__new__(cls, (index, op, value & (2**64 - 1), mask & (2**64 - 1)))
 
     index = property(lambda self: self[0])
@@ -1041,14 +1082,30 @@ class Arg(tuple):
 
 
 class Rule(tuple):
-    """``Rule(syscall, action, *args)``: when every Arg holds, return action."""
+    """``Rule(name_or_group, action, *args)``: for the syscall (or each of
+    the group, "@mount"), when every Arg holds, the action: "allow", "kill",
+    "log", "deny" (EPERM), "deny:ERRNO", or a raw SECCOMP_RET_* value.  At
+    most one Arg per argument (as libseccomp)."""
 
     def __new__(cls, syscall, action, *args):
-        return tuple.__new__(cls, (syscall, action, args))
+        if not isinstance(syscall, str) or not (
+                syscall in _SYSCALL_GROUPS or syscall == "@known"
+                or any(syscall in SYSCALLS[arch] for arch in SYSCALLS)):
+            raise SandboxError("seccomp: unknown syscall or group %r" % (syscall,), errno.EINVAL)
+        if not all(isinstance(arg, Arg) for arg in args) or \
+                len({arg.index for arg in args}) != len(args):
+            raise SandboxError("seccomp: the conditions of a rule on %s are Args, at most one "
+                               "per argument" % syscall, errno.EINVAL)
+        return tuple.__new__(cls, (syscall, _parse_action(action), args))
 
     syscall = property(lambda self: self[0])
     action = property(lambda self: self[1])
     args = property(lambda self: self[2])
+
+
+def _rule(syscall, action, *args):
+    """A preset rule: any name (one no architecture has is skipped)."""
+    return tuple.__new__(Rule, (syscall, action, args))
 
 
 AF_CAN = 29
@@ -1060,7 +1117,7 @@ PER_LINUX32 = 8
 
 
 def _deny(err, *names):
-    return [Rule(name, _errno_action(err)) for name in names]
+    return [_rule(name, _errno_action(err)) for name in names]
 
 
 def seccomp_rules(opts):
@@ -1085,21 +1142,21 @@ def seccomp_rules(opts):
     if opts & FlagDenyNS:
         rules += _deny(errno.EPERM, "unshare", "setns", "mount", "umount",
                        "umount2", "pivot_root", "chroot")
-        rules.append(Rule("clone", _errno_action(errno.EPERM),
+        rules.append(_rule("clone", _errno_action(errno.EPERM),
                           Arg(0, CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)))
         rules += _deny(errno.ENOSYS, "clone3", "open_tree", "move_mount",
                        "fsopen", "fsconfig", "fsmount", "fspick",
                        "mount_setattr")
     if opts & FlagDenyTTY:
         for request in (TIOCSTI, TIOCLINUX):
-            rules.append(Rule("ioctl", _errno_action(errno.EPERM),
+            rules.append(_rule("ioctl", _errno_action(errno.EPERM),
                               Arg(1, CMP_MASKED_EQ, request, 0xFFFFFFFF)))
     if opts & FlagDenyDevel:
         rules += _deny(errno.EPERM, "perf_event_open", "ptrace",
                        "process_vm_readv", "process_vm_writev", "kcmp",
                        "pidfd_getfd")
         allowed = PER_LINUX32 if opts & FlagLinux32 else PER_LINUX
-        rules.append(Rule("personality", _errno_action(errno.EPERM),
+        rules.append(_rule("personality", _errno_action(errno.EPERM),
                           Arg(0, CMP_NE, allowed)))
     if not opts & FlagMultiarch:
         rules += _deny(errno.EPERM, "modify_ldt")
@@ -1116,10 +1173,10 @@ def seccomp_rules(opts):
         previous = -1
         for family in sorted(allowed):
             for denied in range(previous + 1, family):
-                rules.append(Rule(call, _errno_action(errno.EAFNOSUPPORT),
+                rules.append(_rule(call, _errno_action(errno.EAFNOSUPPORT),
                                   Arg(0, CMP_EQ, denied)))
             previous = family
-        rules.append(Rule(call, _errno_action(errno.EAFNOSUPPORT),
+        rules.append(_rule(call, _errno_action(errno.EAFNOSUPPORT),
                           Arg(0, CMP_GE, previous + 1)))
     return rules
 
@@ -1136,6 +1193,543 @@ def _check_arch(arch):
         raise SandboxError("seccomp: unsupported architecture %r (one of %s)"
                            % (arch, ", ".join(sorted(AUDIT_ARCH))), errno.EINVAL)
     return arch
+
+
+# -- libseccomp's rule database ----------------------------------------------
+#
+# How libseccomp 2.5 merges the rules added for one syscall (src/db.c:
+# _db_rule_gen_64/_32, _db_tree_prune, _db_tree_add, db_rule_add), followed
+# step by step so that the filter decides exactly as libseccomp's would for
+# the same rule list, its quirks included.  A rule becomes a chain of 32-bit
+# comparison nodes; chains merge into a tree of levels (sibling lists kept in
+# libseccomp's order), each node jumping on true/false to a deeper level, an
+# action, or the next sibling; the end of a level falls back to the level
+# above, and the end of the top level to the default action.
+
+_SCMP_EQ, _SCMP_GT, _SCMP_GE, _SCMP_MEQ = "eq", "gt", "ge", "masked_eq"
+_OP_PRIORITY = {CMP_MASKED_EQ: 3, CMP_EQ: 3, CMP_NE: 3, CMP_LE: 2, CMP_LT: 2,
+                CMP_GE: 1, CMP_GT: 1}
+
+
+class _Node:
+    __slots__ = ("arg", "hi", "op", "op_orig", "mask", "datum", "datum_full",
+                 "nxt_t", "nxt_f", "act_t", "act_f", "act_t_flg", "act_f_flg",
+                 "lvl_prv", "lvl_nxt", "refcnt")
+
+    def __init__(self, arg, hi, op_orig, mask, datum, datum_full):
+        self.arg, self.hi, self.op, self.op_orig = arg, hi, op_orig, op_orig
+        self.mask, self.datum, self.datum_full = mask, datum & mask, datum_full
+        self.nxt_t = self.nxt_f = self.lvl_prv = self.lvl_nxt = None
+        self.act_t = self.act_f = 0
+        self.act_t_flg = self.act_f_flg = False
+        self.refcnt = 0
+
+    def __deepcopy__(self, memo):
+        copy = memo.get(id(self))
+        if copy is None:
+            copy = memo[id(self)] = _Node.__new__(_Node)
+            for name in _Node.__slots__:
+                value = getattr(self, name)
+                setattr(copy, name, value.__deepcopy__(memo) if isinstance(value, _Node) else value)
+        return copy
+
+
+def _get(node):
+    if node is not None:
+        node.refcnt += 1
+    return node
+
+
+def _prio(node):
+    return (node.arg << 1) + (1 if node.hi else 0)
+
+
+def _chain_lt(a, b):
+    if _prio(a) != _prio(b):
+        return _prio(a) < _prio(b)
+    a_op, b_op = _OP_PRIORITY[a.op_orig], _OP_PRIORITY[b.op_orig]
+    if a_op != b_op:
+        return a_op < b_op
+    if a.op_orig in (CMP_LE, CMP_LT):
+        return a.datum > b.datum
+    return a.datum < b.datum
+
+
+def _chain_eq(a, b):
+    return (_prio(a) == _prio(b) and a.op == b.op and a.datum == b.datum
+            and a.mask == b.mask)
+
+
+def _leaf(node):
+    return node.nxt_t is None and node.nxt_f is None
+
+
+def _zombie(node):
+    return _leaf(node) and not node.act_t_flg and not node.act_f_flg
+
+
+def _node_put(node):
+    """Drop a reference; (nodes freed, what the holder's pointer becomes)."""
+    if node is None:
+        return 0, None
+    node.refcnt -= 1
+    if node.refcnt:
+        return 0, node
+    count = 0
+    lvl_p, lvl_n, nxt_t, nxt_f = node.lvl_prv, node.lvl_nxt, node.nxt_t, node.nxt_f
+    if lvl_p is not None:
+        lvl_p.lvl_nxt = None
+    if lvl_n is not None:
+        lvl_n.lvl_prv = None
+    if lvl_p is not None:
+        freed, lvl_p = _node_put(lvl_p)
+        count += freed
+    if lvl_n is not None:
+        freed, lvl_n = _node_put(lvl_n)
+        count += freed
+    if lvl_p is not None:
+        lvl_p.lvl_nxt = _get(lvl_n)
+    if lvl_n is not None:
+        lvl_n.lvl_prv = _get(lvl_p)
+    count += _tree_put(nxt_t)[0] + _tree_put(nxt_f)[0] + 1
+    return count, lvl_p if lvl_p is not None else lvl_n
+
+
+def _level_clean(node):
+    count, n = 0, node
+    while n.lvl_prv is not None:
+        n = n.lvl_prv
+    start = n
+    while n is not None:
+        links = (n.lvl_prv is not None) + (n.lvl_nxt is not None)
+        if n.refcnt > links:
+            return count
+        n = n.lvl_nxt
+    n = start
+    while n is not None:
+        freed, n = _node_put(n)
+        count += freed
+    return count
+
+
+def _tree_put(tree):
+    count, tree = _node_put(tree)
+    if tree is not None:
+        count += _level_clean(tree)
+    return count, tree
+
+
+class _Ref:
+    """A pointer to a node pointer (C's struct db_arg_chain_tree **)."""
+    __slots__ = ("obj", "attr")
+
+    def __init__(self, obj, attr):
+        self.obj, self.attr = obj, attr
+
+    def get(self):
+        return getattr(self.obj, self.attr)
+
+    def set(self, value):
+        setattr(self.obj, self.attr, value)
+
+
+def _tree_remove(ref, node):
+    if ref is None or ref.get() is None or node is None:
+        return 0
+    c_iter = ref.get()
+    while c_iter.lvl_prv is not None:
+        c_iter = c_iter.lvl_prv
+    count = 0
+    while True:
+        if c_iter is node:
+            break
+        count += _tree_remove(_Ref(c_iter, "nxt_t"), node)
+        count += _tree_remove(_Ref(c_iter, "nxt_f"), node)
+        if _zombie(c_iter):
+            break
+        c_iter = c_iter.lvl_nxt
+        if c_iter is None or count:
+            return count
+    if c_iter is ref.get():
+        ref.set(c_iter.lvl_prv if c_iter.lvl_prv is not None else c_iter.lvl_nxt)
+    if c_iter.lvl_prv is not None:
+        c_iter.lvl_prv.lvl_nxt = c_iter.lvl_nxt
+    if c_iter.lvl_nxt is not None:
+        c_iter.lvl_nxt.lvl_prv = c_iter.lvl_prv
+    c_iter.lvl_prv = c_iter.lvl_nxt = None
+    return count + _node_put(c_iter)[0]
+
+
+def _act_check(tree, action):
+    if tree is None:
+        return True
+    c_iter = tree
+    while c_iter.lvl_prv is not None:
+        c_iter = c_iter.lvl_prv
+    while c_iter is not None:
+        if c_iter.act_t_flg and c_iter.act_t != action:
+            return False
+        if c_iter.act_f_flg and c_iter.act_f != action:
+            return False
+        if not _act_check(c_iter.nxt_t, action) or not _act_check(c_iter.nxt_f, action):
+            return False
+        c_iter = c_iter.lvl_nxt
+    return True
+
+
+_IST_MATCH, _IST_MATCH_ONCE = 0x1, 0x2
+_IST_X_FINISHED, _IST_N_FINISHED = 0x10, 0x20
+_IST_X_PREFIX, _IST_N_PREFIX = 0x100, 0x200
+_IST_M_MATCHSET = _IST_MATCH | _IST_MATCH_ONCE
+_IST_M_REDUNDANT = _IST_MATCH | _IST_X_FINISHED | _IST_N_PREFIX
+
+
+class _State:
+    __slots__ = ("flags", "action", "sx")
+
+    def __init__(self, sx, action=0, flags=0):
+        self.sx, self.action, self.flags = sx, action, flags
+
+    def copy(self):
+        return _State(self.sx, self.action, self.flags)
+
+
+class _ExistsError(Exception):
+    """libseccomp's -EEXIST: the rule conflicts with one added before."""
+
+
+def _tree_prune(ref, new, state):
+    count = 0
+    state_new = state.copy()
+    x_iter, n_iter = ref.get(), new
+    if n_iter is None or x_iter is None:
+        return _prune_return(state, state_new, count)
+    if state.flags & _IST_M_MATCHSET == _IST_MATCH_ONCE:
+        return _prune_return(state, state_new, count)
+    while x_iter.lvl_prv is not None:
+        x_iter = x_iter.lvl_prv
+    while True:
+        x_iter_next = x_iter.lvl_nxt
+        if _chain_eq(x_iter, n_iter):
+            state_new.flags |= _IST_M_MATCHSET
+            if _leaf(n_iter):
+                state_new.flags |= _IST_N_FINISHED
+            if _leaf(x_iter):
+                state_new.flags |= _IST_X_FINISHED
+            if ((x_iter.act_t_flg or x_iter.nxt_t) and not (n_iter.act_t_flg or n_iter.nxt_t)):
+                return _prune_return(state, state_new, count)
+            if ((x_iter.act_f_flg or x_iter.nxt_f) and not (n_iter.act_f_flg or n_iter.nxt_f)):
+                return _prune_return(state, state_new, count)
+            if state_new.flags & _IST_N_FINISHED and state_new.flags & _IST_X_FINISHED:
+                if (n_iter.act_t_flg != x_iter.act_t_flg or n_iter.act_t != x_iter.act_t
+                        or n_iter.act_f_flg != x_iter.act_f_flg or n_iter.act_f != x_iter.act_f):
+                    return _prune_return(state, state_new, count)
+            gone = False
+            for branch in ("nxt_t", "nxt_f"):
+                if getattr(n_iter, branch) is not None:
+                    _get(x_iter)
+                    state_nxt = state.copy()
+                    state_nxt.flags |= _IST_M_MATCHSET
+                    count += _tree_prune(_Ref(x_iter, branch), getattr(n_iter, branch), state_nxt)
+                    freed, x_iter = _node_put(x_iter)
+                    count += freed
+                    if state_nxt.flags & _IST_MATCH:
+                        state_new.flags |= state_nxt.flags
+                    if x_iter is None:
+                        gone = True
+                        break
+            if not gone:
+                if (_act_check(x_iter, state_new.action) and state_new.flags & _IST_MATCH
+                        and state_new.flags & _IST_N_FINISHED and state_new.flags & _IST_X_PREFIX):
+                    count += _tree_remove(_Ref(state.sx, "chains"), x_iter)
+                    if state.sx.chains is None:
+                        return _prune_return(state, state_new, count)
+                elif (_act_check(x_iter, state_new.action) and state_new.flags & _IST_MATCH
+                      and state_new.flags & _IST_X_FINISHED and state_new.flags & _IST_N_PREFIX):
+                    return _prune_return(state, state_new, count)
+        elif _chain_lt(x_iter, n_iter):
+            if state.flags & _IST_N_PREFIX:
+                return _prune_return(state, state_new, count)
+            for branch in ("nxt_t", "nxt_f"):
+                if getattr(x_iter, branch) is not None:
+                    _get(x_iter)
+                    state_nxt = state.copy()
+                    state_nxt.flags &= ~_IST_MATCH
+                    state_nxt.flags |= _IST_X_PREFIX
+                    count += _tree_prune(_Ref(x_iter, branch), n_iter, state_nxt)
+                    freed, x_iter = _node_put(x_iter)
+                    count += freed
+                    if state_nxt.flags & _IST_MATCH:
+                        state_new.flags |= state_nxt.flags
+                        return _prune_return(state, state_new, count)
+                    if x_iter is None:
+                        break
+        else:
+            if state.flags & _IST_X_PREFIX:
+                return _prune_return(state, state_new, count)
+            for branch in ("nxt_t", "nxt_f"):
+                if getattr(n_iter, branch) is not None:
+                    _get(x_iter)
+                    state_nxt = state.copy()
+                    state_nxt.flags &= ~_IST_MATCH
+                    state_nxt.flags |= _IST_N_PREFIX
+                    holder = _Holder(x_iter)
+                    count += _tree_prune(_Ref(holder, "node"), getattr(n_iter, branch), state_nxt)
+                    x_iter = holder.node
+                    freed, x_iter = _node_put(x_iter)
+                    count += freed
+                    if state_nxt.flags & _IST_MATCH:
+                        state_new.flags |= state_nxt.flags
+                        return _prune_return(state, state_new, count)
+                    if x_iter is None:
+                        break
+        x_iter = x_iter_next
+        if x_iter is None:
+            break
+    state_new.flags &= ~_IST_MATCH
+    return _prune_return(state, state_new, count)
+
+
+class _Holder:
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node
+
+
+def _prune_return(state, state_new, count):
+    if state_new.flags & _IST_MATCH:
+        state.flags |= state_new.flags
+    else:
+        state.flags &= ~_IST_MATCH
+    return count
+
+
+def _tree_add(ref, new, state):
+    x_iter, n_iter = ref.get(), new
+    while x_iter is not None:
+        if _chain_eq(x_iter, n_iter):
+            for flg, act, nxt, greater in (("act_t_flg", "act_t", "nxt_t", True),
+                                           ("act_f_flg", "act_f", "nxt_f", False)):
+                if not getattr(n_iter, flg):
+                    continue
+                if not getattr(x_iter, flg):
+                    if not _act_check(getattr(x_iter, nxt), getattr(n_iter, act)):
+                        raise _ExistsError()
+                    freed, _ = _node_put(getattr(x_iter, nxt))
+                    setattr(x_iter, nxt, None)
+                    setattr(x_iter, act, getattr(n_iter, act))
+                    setattr(x_iter, flg, True)
+                elif getattr(n_iter, act) != getattr(x_iter, act):
+                    # libseccomp's 64-bit GT/GE (LT/LE) adjustment, which
+                    # sets act_t in both cases
+                    if n_iter.hi and ((n_iter.datum_full > x_iter.datum_full) if greater
+                                      else (n_iter.datum_full < x_iter.datum_full)):
+                        x_iter.act_t = n_iter.act_t
+                    if _leaf(x_iter) or _leaf(n_iter):
+                        raise _ExistsError()
+            for nxt, flg in (("nxt_t", "act_t_flg"), ("nxt_f", "act_f_flg")):
+                if getattr(n_iter, nxt) is not None:
+                    if getattr(x_iter, nxt) is not None:
+                        _tree_add(_Ref(x_iter, nxt), getattr(n_iter, nxt), state)
+                    elif not getattr(x_iter, flg):
+                        setattr(x_iter, nxt, _get(getattr(n_iter, nxt)))
+                    else:
+                        return
+            return
+        elif not _chain_lt(x_iter, n_iter):
+            if x_iter.lvl_nxt is None:
+                n_iter.lvl_prv = _get(x_iter)
+                x_iter.lvl_nxt = _get(n_iter)
+                return
+            x_iter = x_iter.lvl_nxt
+        else:
+            if x_iter.lvl_prv is not None:
+                x_iter.lvl_prv.lvl_nxt = _get(n_iter)
+                n_iter.lvl_prv = x_iter.lvl_prv
+                x_iter.lvl_prv = _get(n_iter)
+                n_iter.lvl_nxt = x_iter
+            else:
+                x_iter.lvl_prv = _get(n_iter)
+                n_iter.lvl_nxt = _get(x_iter)
+            if ref.get() is x_iter:
+                ref.set(_get(n_iter))
+                _node_put(x_iter)
+            return
+
+
+def _chain_64(args, action):
+    """_db_rule_gen_64: the chain of nodes for a rule's conditions (args
+    sorted by index, at most one each) on a 64-bit architecture."""
+    head = prev = prev_op = None
+    last = None
+    for arg in args:
+        op, datum = arg.op, arg.value
+        mask = arg.mask if op == CMP_MASKED_EQ else 2**64 - 1
+        if op == CMP_MASKED_EQ and not mask:
+            continue        # a no-op in both halves
+        hi_mask, lo_mask = mask >> 32, mask & _WORD
+        if op in (CMP_GT, CMP_GE, CMP_LE, CMP_LT):
+            level = [_Node(arg.index, True, op, hi_mask, datum >> 32, datum),
+                     _Node(arg.index, True, op, hi_mask, datum >> 32, datum),
+                     _Node(arg.index, False, op, lo_mask, datum & _WORD, datum)]
+            level[0].op, level[1].op = _SCMP_GT, _SCMP_EQ
+            level[2].op = _SCMP_GT if op in (CMP_GT, CMP_LE) else _SCMP_GE
+            level[0].nxt_f = _get(level[1])
+            level[1].nxt_t = _get(level[2])
+        else:
+            level = [_Node(arg.index, True, op, hi_mask, datum >> 32, datum),
+                     _Node(arg.index, False, op, lo_mask, datum & _WORD, datum), None]
+            level[0].op = level[1].op = _SCMP_MEQ if op == CMP_MASKED_EQ else _SCMP_EQ
+            level[0].nxt_t = _get(level[1])
+        if prev is None:
+            head = _get(level[0])
+        elif prev_op in (CMP_GT, CMP_GE):
+            prev[0].nxt_t = _get(level[0])
+            prev[2].nxt_t = _get(level[0])
+        elif prev_op in (CMP_EQ, CMP_MASKED_EQ):
+            prev[1].nxt_t = _get(level[0])
+        elif prev_op in (CMP_LE, CMP_LT):
+            prev[1].nxt_f = _get(level[0])
+            prev[2].nxt_f = _get(level[0])
+        else:
+            prev[0].nxt_f = _get(level[0])
+            prev[1].nxt_f = _get(level[0])
+        prev, prev_op, last = level, op, level
+    if last is not None:
+        if prev_op in (CMP_GT, CMP_GE):
+            ends = [(last[0], True), (last[2], True)]
+        elif prev_op in (CMP_LE, CMP_LT):
+            ends = [(last[1], False), (last[2], False)]
+        elif prev_op in (CMP_EQ, CMP_MASKED_EQ):
+            ends = [(last[1], True)]
+        else:
+            ends = [(last[0], False), (last[1], False)]
+        for node, on_true in ends:
+            if on_true:
+                node.act_t_flg, node.act_t = True, action
+            else:
+                node.act_f_flg, node.act_f = True, action
+    return head
+
+
+def _chain_32(args, action):
+    """_db_rule_gen_32: one node per condition, on the low 32 bits."""
+    head = prev = None
+    on_true = True
+    for arg in args:
+        if arg.op == CMP_MASKED_EQ and not arg.mask & _WORD:
+            continue
+        mask = arg.mask & _WORD if arg.op == CMP_MASKED_EQ else _WORD
+        node = _Node(arg.index, False, arg.op, mask, arg.value & _WORD, arg.value)
+        if prev is None:
+            head = _get(node)
+        elif on_true:
+            prev.nxt_t = _get(node)
+        else:
+            prev.nxt_f = _get(node)
+        node.op, on_true = {CMP_NE: (_SCMP_EQ, False), CMP_LT: (_SCMP_GE, False),
+                            CMP_LE: (_SCMP_GT, False), CMP_EQ: (_SCMP_EQ, True),
+                            CMP_MASKED_EQ: (_SCMP_MEQ, True), CMP_GE: (_SCMP_GE, True),
+                            CMP_GT: (_SCMP_GT, True)}[arg.op]
+        prev = node
+    if prev is not None:
+        if on_true:
+            prev.act_t_flg, prev.act_t = True, action
+        else:
+            prev.act_f_flg, prev.act_f = True, action
+    return head
+
+
+class _SyscallEntry:
+    """db_sys_list: the merged rules of one syscall number."""
+    __slots__ = ("chains", "action")
+
+    def __init__(self, chains, action):
+        self.chains, self.action = chains, action
+
+    def __deepcopy__(self, memo):
+        return _SyscallEntry(self.chains.__deepcopy__(memo) if self.chains else None, self.action)
+
+
+def _entry_actions(entry):
+    if entry.chains is None:
+        return {entry.action}
+    seen, out, stack = set(), set(), [entry.chains]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.act_t_flg:
+            out.add(node.act_t)
+        if node.act_f_flg:
+            out.add(node.act_f)
+        stack += [node.nxt_t, node.nxt_f, node.lvl_prv, node.lvl_nxt]
+    return out
+
+
+def _db_rule_add(entries, number, bits, action, args):
+    """db_rule_add for one architecture; raises _ExistsError where
+    libseccomp returns -EEXIST (the caller then restores `entries`)."""
+    chains = (_chain_64 if bits == 64 else _chain_32)(args, action)
+    entry = entries.get(number)
+    if entry is None:
+        entries[number] = _SyscallEntry(chains, action)
+        return
+    removed_all = False
+    while True:
+        if entry.chains is None:
+            if removed_all:
+                entry.chains, entry.action = chains, action
+            return      # an unconditional rule came first: it stays
+        if chains is None:
+            _tree_put(entry.chains)
+            entry.chains, entry.action = None, action
+            return
+        state = _State(entry, action)
+        if _tree_prune(_Ref(entry, "chains"), chains, state) > 0:
+            removed_all = True
+            if entry.chains is None:
+                continue
+        elif state.flags & _IST_M_REDUNDANT == _IST_M_REDUNDANT:
+            return
+        _tree_add(_Ref(entry, "chains"), chains, _State(entry))
+        return
+
+
+def _decide(entry, args, bits):
+    """What the merged rules of one syscall return for these arguments
+    (None: no rule decided, the default action applies)."""
+    if entry.chains is None:
+        return entry.action
+    return _decide_level(entry.chains, args)
+
+
+def _node_value(node, args):
+    value = args[node.arg]
+    value = (value >> 32 if node.hi else value) & _WORD & node.mask
+    if node.op in (_SCMP_EQ, _SCMP_MEQ):
+        return value == node.datum
+    return value > node.datum if node.op == _SCMP_GT else value >= node.datum
+
+
+def _decide_level(node, args):
+    while node.lvl_prv is not None:
+        node = node.lvl_prv
+    while node is not None:
+        if _node_value(node, args):
+            nxt, flg, act = node.nxt_t, node.act_t_flg, node.act_t
+        else:
+            nxt, flg, act = node.nxt_f, node.act_f_flg, node.act_f
+        if nxt is not None:
+            decided = _decide_level(nxt, args)
+            if decided is not None:
+                return decided
+        elif flg:
+            return act
+        node = node.lvl_nxt
+    return None
 
 
 # -- BPF instructions -------------------------------------------------------
@@ -1329,51 +1923,66 @@ def _segments(marks, end, default):
     return [tuple(s) for s in merged]
 
 
-def _merge_intervals(intervals):
-    merged = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [tuple(iv) for iv in merged]
-
-
-def _value_set(args, bits):
-    """The values for which any of these one-argument tests holds, as a pair
-    of low-word interval lists: for an upper half of zero, and for every
-    non-zero upper half (equal for all of them, or None is returned).  On a
-    32-bit architecture there is no upper half."""
-    top, zero_upper, other_upper = 2**64 - 1, [], []
-    for arg in args:
-        v, op = arg.value, arg.op
-        if op == CMP_MASKED_EQ:
-            if arg.mask != _WORD or v > _WORD:
-                return None
-            zero_upper.append((v, v))
-            other_upper.append((v, v))
+def _intervals_minus(intervals, start, end):
+    out = []
+    for a, b in intervals:
+        if b < start or a > end:
+            out.append((a, b))
             continue
-        intervals = {CMP_EQ: [(v, v)], CMP_GE: [(v, top)], CMP_GT: [(v + 1, top)],
-                     CMP_LE: [(0, v)], CMP_LT: [(0, v - 1)],
-                     CMP_NE: [(0, v - 1), (v + 1, top)]}[op]
-        for start, end in intervals:
-            if start > end:
-                continue
-            if start <= _WORD:
-                zero_upper.append((start, min(end, _WORD)))
-            if end > _WORD:
-                if (max(start, 2**32), end) != (2**32, top):
-                    if bits == 64:
-                        return None
-                    continue
-                other_upper.append((0, _WORD))
-    return _merge_intervals(zero_upper), _merge_intervals(other_upper)
+        if a < start:
+            out.append((a, start - 1))
+        if b > end:
+            out.append((end + 1, b))
+    return out
+
+
+def _intervals_and(intervals, start, end):
+    return [(max(a, start), min(b, end)) for a, b in intervals if b >= start and a <= end]
+
+
+def _node_true_range(node):
+    """The values of the (full-mask) accumulator for which `node` holds."""
+    if node.op in (_SCMP_EQ, _SCMP_MEQ):
+        return node.datum, node.datum
+    return (node.datum + 1 if node.op == _SCMP_GT else node.datum), _WORD
+
+
+def _simple(node, arg, hi):
+    """A node that a range search can stand for: full mask, no sub-level."""
+    return (node.arg == arg and node.hi == hi and node.mask == _WORD
+            and node.nxt_t is None and node.nxt_f is None
+            and not (node.op == _SCMP_GT and node.datum == _WORD))
+
+
+def _signature(node, memo):
+    """A level's structure (equal for identical trees of other syscalls)."""
+    while node.lvl_prv is not None:
+        node = node.lvl_prv
+    key = id(node)
+    if key not in memo:
+        out = []
+        while node is not None:
+            out.append((node.arg, node.hi, node.op, node.mask, node.datum,
+                        node.act_t if node.act_t_flg else None,
+                        node.act_f if node.act_f_flg else None,
+                        node.nxt_t and _signature(node.nxt_t, memo),
+                        node.nxt_f and _signature(node.nxt_f, memo)))
+            node = node.lvl_nxt
+        memo[key] = tuple(out)
+    return memo[key]
 
 
 class _Codegen:
+    """BPF for the merged rules: per architecture a search tree over the
+    syscall numbers, then each syscall's tree of argument tests (levels as
+    libseccomp evaluates them; runs of plain tests on one argument become a
+    range search).  The accumulator is reloaded wherever a path could have
+    left another argument in it."""
+
     def __init__(self, asm):
         self.asm = asm
         self.returns = {}
+        self.trees, self.levels, self.pending, self.signatures = {}, {}, [], {}
 
     def ret_label(self, action):
         if action not in self.returns:
@@ -1386,137 +1995,162 @@ class _Codegen:
             self.asm.ret(action)
         self.returns = {}
 
-    def arch_block(self, arch, rules, x32_check):
+    def arch_block(self, arch, entries, x32_check):
         """Dispatch on the syscall number of one architecture."""
-        asm, bits = self.asm, _ARCH_BITS[arch]
-        by_number = {}
-        for rule in rules:
-            number = SYSCALLS[arch].get(rule.syscall)
-            if number is not None:
-                by_number.setdefault(number, []).append(rule)
+        asm = self.asm
         allow = self.ret_label(SECCOMP_RET_ALLOW)
-        marks, checks = [], []
-        for number, its_rules in sorted(by_number.items()):
-            if not its_rules[0].args:
-                marks.append((number, number, self.ret_label(its_rules[0].action)))
+        marks = []
+        for number, entry in sorted(entries.items()):
+            if entry.chains is None:
+                label = self.ret_label(entry.action)
             else:
-                label = asm.label()
-                checks.append((label, its_rules))
-                marks.append((number, number, label))
+                signature = _signature(entry.chains, self.signatures)
+                label = self.trees.get(signature)
+                if label is None:
+                    label = self.trees[signature] = self.level_label(entry.chains, allow, None)
+            marks.append((number, number, label))
         if x32_check:
             marks.append((_X32_SYSCALL_BIT, _WORD - 1, self.ret_label(SECCOMP_RET_KILL_PROCESS)))
         asm.load(_OFFSET_NR)
         _emit_dispatch(asm, _segments(marks, _WORD, allow))
-        for label, its_rules in checks:
+        while self.pending:
+            label, start, fallthrough, acc = self.pending.pop(0)
             asm.place(label)
-            self.rule_checks(its_rules, bits)
+            self.emit_level(start, fallthrough, acc)
 
-    def rule_checks(self, rules, bits):
-        """First matching rule wins; none matching allows.  A run of rules with
-        one test each on the same argument and the same action is one range
-        search over that argument."""
-        asm, i = self.asm, 0
-        while i < len(rules):
-            run = [rules[i]]
-            while (len(run[0].args) == 1 and i + len(run) < len(rules)
-                   and len(rules[i + len(run)].args) == 1
-                   and rules[i + len(run)].action == run[0].action
-                   and rules[i + len(run)].args[0].index == run[0].args[0].index):
-                run.append(rules[i + len(run)])
-            i += len(run)
-            match = self.ret_label(run[0].action)
-            miss = self.ret_label(SECCOMP_RET_ALLOW) if i == len(rules) else asm.label()
-            values = _value_set([r.args[0] for r in run], bits) if len(run[0].args) == 1 else None
-            if values is not None:
-                self.set_test(run[0].args[0].index, values, bits, match, miss)
+    def level_label(self, node, fallthrough, acc):
+        """A label for a syscall's top level, emitted after the dispatch."""
+        label = self.asm.label()
+        self.pending.append((label, node, fallthrough, acc))
+        return label
+
+    def load(self, node, acc):
+        """Get the node's (masked) argument half into A; the new state."""
+        offset = _arg_offset(node.arg, node.hi)
+        if acc is None or acc[0] != offset or node.mask & acc[1] != node.mask:
+            self.asm.load(offset)
+            acc = (offset, _WORD)
+        if node.mask != acc[1]:
+            self.asm.ins(BPF_ALU | BPF_AND | BPF_K, node.mask)
+            acc = (offset, node.mask)
+        return acc
+
+    def emit_level(self, node, fallthrough, acc):
+        """The level's nodes in order: a node's true/false branch goes to
+        its sub-level (placed right after it, as jumps go forward only, and
+        falling back to the next node), its action, or the next node; past
+        the last node, `fallthrough`."""
+        asm, nodes = self.asm, []
+        while node.lvl_prv is not None:
+            node = node.lvl_prv
+        while node is not None:
+            nodes.append(node)
+            node = node.lvl_nxt
+        i = 0
+        while i < len(nodes):
+            first = nodes[i]
+            run = 1
+            if _simple(first, first.arg, first.hi):
+                while i + run < len(nodes) and _simple(nodes[i + run], first.arg, first.hi):
+                    run += 1
+            after = fallthrough if i + run == len(nodes) else asm.label()
+            acc = self.load(first, acc)
+            if run > 1:
+                undecided, marks = [(0, _WORD)], []
+                for node in nodes[i:i + run]:
+                    start, end = _node_true_range(node)
+                    false = _intervals_minus([(0, _WORD)], start, end)
+                    for flag, action, where in ((node.act_t_flg, node.act_t, [(start, end)]),
+                                                (node.act_f_flg, node.act_f, false)):
+                        if not flag:
+                            continue        # on to the next node
+                        for a, b in where:
+                            taken = _intervals_and(undecided, a, b)
+                            marks += [(x, y, self.ret_label(action)) for x, y in taken]
+                            for x, y in taken:
+                                undecided = _intervals_minus(undecided, x, y)
+                _emit_dispatch(asm, _segments(sorted(marks), _WORD, after))
             else:
-                for n, rule in enumerate(run):
-                    next_rule = miss if n == len(run) - 1 else asm.label()
-                    self.conjunction(rule.args, bits, match, next_rule)
-                    if next_rule is not miss:
-                        asm.place(next_rule)
-            if i < len(rules):
-                asm.place(miss)
+                subs = {}
 
-    def set_test(self, index, values, bits, match, miss):
-        """Argument `index` in the value set (see _value_set) -> match."""
-        asm = self.asm
-        zero_upper, other_upper = values
-        if bits == 64 and zero_upper != other_upper:
-            if other_upper not in ([], [(0, _WORD)]):
-                raise SandboxError("seccomp: unsupported argument test", errno.EINVAL)
-            asm.load(_arg_offset(index, True))
-            low_half = asm.label()
-            asm.ins(BPF_JMP | BPF_JEQ | BPF_K, 0, low_half, match if other_upper else miss)
-            asm.place(low_half)
-        asm.load(_arg_offset(index, False))
-        _emit_dispatch(asm, _segments([(s, e, match) for s, e in zero_upper], _WORD, miss))
+                def target(nxt, flag, action):
+                    if nxt is None:
+                        return self.ret_label(action) if flag else after
+                    while nxt.lvl_prv is not None:
+                        nxt = nxt.lvl_prv
+                    if id(nxt) not in subs:
+                        subs[id(nxt)] = (asm.label(), nxt)
+                    return subs[id(nxt)][0]
+                jump = {_SCMP_EQ: BPF_JEQ, _SCMP_MEQ: BPF_JEQ, _SCMP_GT: BPF_JGT,
+                        _SCMP_GE: BPF_JGE}[first.op]
+                jt = target(first.nxt_t, first.act_t_flg, first.act_t)
+                jf = target(first.nxt_f, first.act_f_flg, first.act_f)
+                asm.ins(BPF_JMP | jump | BPF_K, first.datum, jt, jf)
+                for label, start in subs.values():
+                    asm.place(label)
+                    self.emit_level(start, after, acc)
+                if subs:
+                    acc = None      # the sub-levels come back with any A
+            i += run
+            if after is not fallthrough:
+                asm.place(after)
 
-    def conjunction(self, args, bits, match, miss):
-        """Every test in args holds -> match, else miss; 64-bit values are
-        compared upper half first, as libseccomp does."""
-        asm = self.asm
-        for n, arg in enumerate(args):
-            ok = match if n == len(args) - 1 else asm.label()
-            self.compare(arg, bits, ok, miss)
-            if ok is not match:
-                asm.place(ok)
 
-    def compare(self, arg, bits, ok, miss):
-        asm, op = self.asm, arg.op
-        halves = [(False, arg.value & _WORD, arg.mask & _WORD)]
-        if bits == 64:
-            halves.insert(0, (True, arg.value >> 32, arg.mask >> 32))
-        if bits == 32 and arg.value > _WORD:
-            # A 32-bit argument never equals nor exceeds a wider value.
-            never = op in (CMP_MASKED_EQ, CMP_EQ, CMP_GE, CMP_GT)
-            asm.ins(BPF_JMP | BPF_JA, miss if never else ok)
-            return
-        if op == CMP_MASKED_EQ:
-            tests = [h for h in halves if h[1] or h[2]]
-            for n, (high, value, mask) in enumerate(tests):
-                passed = ok if n == len(tests) - 1 else None
-                asm.load(_arg_offset(arg.index, high))
-                if value == mask and bin(mask).count("1") == 1:
-                    asm.ins(BPF_JMP | BPF_JSET | BPF_K, mask, passed, miss)
+def _user_rules(rules):
+    """User rules as (name, action, args) with groups expanded, in order."""
+    out = []
+    for rule in rules:
+        if not isinstance(rule, Rule):
+            raise SandboxError("seccomp: a rule is a sandbox.Rule, not %r" % (rule,), errno.EINVAL)
+        names = syscall_group(rule.syscall) if rule.syscall.startswith("@") else [rule.syscall]
+        out += [(name, rule.action, rule.args) for name in names]
+    return out
+
+
+def _rule_database(arches, rules):
+    """Each architecture's merged rules {number: _SyscallEntry}, the rules
+    added in order as seccomp_rule_add() would: a rule libseccomp refuses
+    (-EEXIST: the same conditions as an earlier one with another action)
+    leaves no trace on any architecture (its transaction is undone)."""
+    dbs = {arch: {} for arch in arches}
+    for name, action, args in rules:
+        args = sorted(args, key=lambda arg: arg.index)
+        targets = [(arch, SYSCALLS[arch][name]) for arch in arches if name in SYSCALLS[arch]]
+        saved = None
+        if any(number in dbs[arch] and _entry_actions(dbs[arch][number]) - {action}
+               for arch, number in targets):
+            saved = [(arch, number, copy.deepcopy(dbs[arch].get(number)))
+                     for arch, number in targets]
+        try:
+            for arch, number in targets:
+                _db_rule_add(dbs[arch], number, _ARCH_BITS[arch], action, args)
+        except _ExistsError:
+            for arch, number, entry in saved:
+                if entry is None:
+                    dbs[arch].pop(number, None)
                 else:
-                    if mask != _WORD:
-                        asm.ins(BPF_ALU | BPF_AND | BPF_K, mask)
-                    asm.ins(BPF_JMP | BPF_JEQ | BPF_K, value, passed, miss)
-            if not tests:
-                asm.ins(BPF_JMP | BPF_JA, ok)
-            return
-        if op in (CMP_LE, CMP_LT, CMP_NE):   # the negations of GT, GE, EQ
-            op = {CMP_LE: CMP_GT, CMP_LT: CMP_GE, CMP_NE: CMP_EQ}[op]
-            ok, miss = miss, ok
-        jump = {CMP_EQ: BPF_JEQ, CMP_GE: BPF_JGE, CMP_GT: BPF_JGT}[op]
-        if bits == 64:
-            high = arg.value >> 32
-            low_half = asm.label()
-            asm.load(_arg_offset(arg.index, True))
-            if op == CMP_EQ:
-                asm.ins(BPF_JMP | BPF_JEQ | BPF_K, high, low_half, miss)
-            else:
-                asm.ins(BPF_JMP | BPF_JGT | BPF_K, high, ok, None)
-                asm.ins(BPF_JMP | BPF_JEQ | BPF_K, high, low_half, miss)
-            asm.place(low_half)
-        asm.load(_arg_offset(arg.index, False))
-        asm.ins(BPF_JMP | jump | BPF_K, arg.value & _WORD, ok, miss)
+                    dbs[arch][number] = entry
+    return dbs
 
 
 def seccomp_filter(opts, arch=None, rules=None):
     """The BPF program (struct sock_filter[], 8 bytes each, little-endian)
     for the policy of `opts` on `arch` ("x86_64", "i386", "aarch64", "arm";
-    default: this machine).  `rules` replaces the built-in policy."""
+    default: this machine).  `rules`: user Rules, added before the policy's
+    own (the decision is libseccomp's for that order); an "allow" rule
+    drops the policy's rules on its syscalls."""
     arch = _check_arch(arch)
     opts = _check_syscall_opts(opts)
-    return _compiled_filter(opts, arch, tuple(rules) if rules is not None else None)
+    rules = tuple(rules) if rules is not None else ()
+    _user_rules(rules)
+    return _compiled_filter(opts, arch, rules)
 
 
 _filter_cache = {}
 
 
-def _compiled_filter(opts, arch, rules):
+def _compiled_filter(opts, arch, rules=()):
+    rules = tuple(rules or ())
     key = (opts, arch, rules)
     program = _filter_cache.get(key)
     if program is None:
@@ -1524,14 +2158,17 @@ def _compiled_filter(opts, arch, rules):
     return program
 
 
-def _compile(opts, arch, rules):
-    if rules is None:
-        rules = seccomp_rules(opts)
+def _compile(opts, arch, rules=()):
+    user = _user_rules(rules or ())
+    allowed = {name for name, action, _ in user if action == SECCOMP_RET_ALLOW}
+    preset = [(r.syscall, r.action, r.args) for r in seccomp_rules(opts)
+              if r.syscall not in allowed]
     asm = _Asm()
     gen = _Codegen(asm)
     arches = [arch]
     if opts & FlagMultiarch and arch in _COMPAT_ARCH:
         arches.append(_COMPAT_ARCH[arch])
+    dbs = _rule_database(arches, user + preset)
     kill = gen.ret_label(SECCOMP_RET_KILL_PROCESS)
     asm.load(_OFFSET_ARCH)
     blocks = [asm.label() for _ in arches]
@@ -1540,7 +2177,7 @@ def _compile(opts, arch, rules):
         asm.ins(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH[name], blocks[n], None if not last else kill)
     for n, name in enumerate(arches):
         asm.place(blocks[n])
-        gen.arch_block(name, rules, x32_check=(name == "x86_64"))
+        gen.arch_block(name, dbs[name], x32_check=(name == "x86_64"))
     gen.emit_returns()
     return asm.assemble()
 
@@ -3003,7 +3640,9 @@ def _spawn_command(cfg, chan, stdio, extras):
 def _shell_key(cfg, cgroup):
     """What the first half of init's setup depends on."""
     return (cfg["uid"], cfg["gid"], cfg["host_uid"], cfg["host_gid"],
-            cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None), cfg["seccomp"])
+            cfg["flags"] & (FAllowTTY | FAllowNet), int(cgroup is not None), cfg["seccomp"],
+            # user seccomp rules: a filter no spare has (spares: 0)
+            int(cfg.get("user_seccomp", 0)))
 
 
 def _init_process(key, keep, cgroup):
@@ -3036,7 +3675,7 @@ def _init_process(key, keep, cgroup):
 def _init_namespaces(key):
     """The worker's part of the shell: what the container's namespaces
     share (done here, its Python work leaves PID 1's pages untouched)."""
-    uid, gid, host_uid, host_gid, flags, _, _ = key
+    uid, gid, host_uid, host_gid, flags = key[:5]
     _map_identity(uid, gid, host_uid, host_gid)
     os.umask(0)
     _enter_intermediate_root()
@@ -3352,7 +3991,7 @@ def _recv_fds(sock, size=65536):
 # A request is a header (the shell key, so the helper can pick a spare
 # without decoding the rest) and marshal'd (cfg, slots), inline or, when
 # large (place data), in a memfd sent as the first fd.
-_REQUEST_HEADER = struct.Struct("<c8q")   # kind, the shell key, quiet
+_REQUEST_HEADER = struct.Struct("<c9q")   # kind, the shell key, quiet
 
 
 def _encode_request(cfg, slots, cgroup):
@@ -3417,7 +4056,7 @@ class _HelperServer:
         self.build_ahead = True   # whether spares build default_ops() ahead
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
                           _proc_int("/proc/sys/kernel/overflowgid", 65534),
-                          os.geteuid(), os.getegid(), 0, 0, _DEFAULT_SECCOMP)
+                          os.geteuid(), os.getegid(), 0, 0, _DEFAULT_SECCOMP, 0)
         self.spare_filter = _compiled_filter(_DEFAULT_SECCOMP, HOST_ARCH, None)
 
     def serve(self):
@@ -3923,6 +4562,8 @@ class Container:
         self.hostname = ""
         self.ops = Ops() if ops is None else ops
         self.seccomp = 0
+        # user seccomp rules (sandbox.Rule), added before the policy's
+        self.seccomp_rules = []
         self.parent_perm = 0
         self.privileged = False
         self.flags = HardeningFlags(0)
@@ -3961,6 +4602,13 @@ class Container:
             opts |= FlagDenyTTY
         return SyscallOpts(opts)
 
+    def _seccomp_rules(self):
+        try:
+            return tuple(self.seccomp_rules or ())
+        except TypeError:
+            raise SandboxError("seccomp_rules: a list of sandbox.Rule, not %r"
+                               % (self.seccomp_rules,), errno.EINVAL)
+
     def __str__(self):
         return "argv: [%s], flags: %#x, seccomp: %#x" % (
             " ".join(_q(a) for a in self.args), int(self.flags), int(self.effective_seccomp()))
@@ -3985,6 +4633,7 @@ class Container:
         if not isinstance(self.flags, int) or self.flags < 0 or self.flags & ~0x1F:
             raise SandboxError("flags: invalid hardening flags %r" % (self.flags,), errno.EINVAL)
         self.effective_seccomp()
+        _user_rules(self._seccomp_rules())
         _check_id(self.uid, "uid")
         _check_id(self.gid, "gid")
         if self.path is not None and self.path != "":
@@ -4047,7 +4696,8 @@ class Container:
             "allow_connect": _check_ports(self.allow_connect, "allow_connect"),
             "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
             "fd_targets": self._fd_targets(),
-            "filter": _compiled_filter(seccomp, HOST_ARCH, None),
+            "filter": _compiled_filter(seccomp, HOST_ARCH, self._seccomp_rules()),
+            "user_seccomp": int(bool(self._seccomp_rules())),
         }
 
     # -- serve: send the configuration; the container exists when it returns

@@ -29,8 +29,13 @@ OPS = {"ne": seccomp.NE, "lt": seccomp.LT, "le": seccomp.LE, "eq": seccomp.EQ,
        "ge": seccomp.GE, "gt": seccomp.GT, "masked_eq": seccomp.MASKED_EQ}
 
 
+def action(value):
+    """The binding takes a C int: SECCOMP_RET_KILL_PROCESS is negative."""
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 def build(job):
-    f = seccomp.SyscallFilter(defaction=job["default"])
+    f = seccomp.SyscallFilter(defaction=action(job["default"]))
     f.set_attr(seccomp.Attr.ACT_BADARCH, seccomp.KILL_PROCESS)
     arches = [ARCHES[a] for a in job["arches"]]
     if seccomp.Arch.NATIVE not in arches and seccomp.system_arch() not in arches:
@@ -39,13 +44,13 @@ def build(job):
         if not f.exist_arch(arch):
             f.add_arch(arch)
     refused = []
-    for n, (name, action, args) in enumerate(job["rules"]):
+    for n, (name, act, args) in enumerate(job["rules"]):
         conditions = [seccomp.Arg(index, OPS[op], mask, value) if op == "masked_eq"
                       else seccomp.Arg(index, OPS[op], value)
                       for index, op, value, mask in args]
         try:
-            f.add_rule(action, name, *conditions)
-        except (OSError, RuntimeError, ValueError) as err:
+            f.add_rule(action(act), name, *conditions)
+        except (OSError, RuntimeError, ValueError, OverflowError) as err:
             refused.append([n, getattr(err, "errno", None) or str(err)])
     with tempfile.TemporaryFile() as tmp:      # export_bpf() writes to an fd
         f.export_bpf(tmp)
