@@ -41,6 +41,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Container", "Ops", "Op", "Bind", "Proc", "Dev", "Mqueue", "Tmpfs",
     "Link", "Mkdir", "Place", "run", "default_ops", "SandboxError",
+    # operations for bubblewrap's options
+    "File", "Chmod", "RemountRo",
     "Popen", "CompletedProcess", "PIPE", "STDOUT", "DEVNULL",
     "HardeningFlags", "SyscallOpts", "seccomp_filter", "seccomp_load",
     "bpf_run", "bpf_disasm",
@@ -2569,6 +2571,35 @@ def _touch(path, mode):
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode))
 
 
+def _parent_mode(perm):
+    """bubblewrap's mode for the parents an operation creates: 0755, less
+    the group's r-x when `perm` (the op's own mode, 0 for an op without
+    one) gives the group nothing, less the others' when it gives them
+    nothing; so a private file does not sit in a world-readable parent."""
+    mode = 0o755
+    if not perm & 0o070:
+        mode &= ~0o050
+    if not perm & 0o007:
+        mode &= ~0o005
+    return mode
+
+
+def _mount_point_dir(target, parent_mode, what):
+    """The directory a mount goes on: parents with parent_mode, itself 0755
+    (an existing one is left as it is)."""
+    try:
+        _make_dirs(os.path.dirname(target), parent_mode)
+        _make_dirs(target, 0o755)
+    except OSError as err:
+        _fail("%s: creating %s" % (what, _q(target)), err.errno)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 _STATVFS_FLAGS = ((os.ST_RDONLY, MS_RDONLY), (os.ST_NOSUID, MS_NOSUID),
                   (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
                   (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
@@ -2757,12 +2788,11 @@ class Bind(Op):
         target = _resolve_in_root(_SYSROOT, self.target)
         is_dir = os.path.isdir(source)
         try:
+            _make_dirs(os.path.dirname(target), state.parent_mode(0))
             if is_dir:
-                _make_dirs(target, 0o700)
-            else:
-                _make_dirs(os.path.dirname(target), 0o700)
-                if not os.path.lexists(target):
-                    _touch(target, 0o444)
+                _make_dirs(target, 0o755)
+            elif not os.path.lexists(target):
+                _touch(target, 0o444)
         except OSError as err:
             _fail("%s: creating %r" % (what, self.target), err.errno)
         _bind_mount(source, target, self.flags, what,
@@ -2785,7 +2815,7 @@ class Proc(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, self)
+        _mount_point_dir(target, state.parent_mode(0), self)
         _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
     def landlock_rule(self):
@@ -2801,7 +2831,7 @@ class Mqueue(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, self)
+        _mount_point_dir(target, state.parent_mode(0), self)
         _mount("mqueue", target, "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
     def landlock_rule(self):
@@ -2827,7 +2857,7 @@ class Tmpfs(Op):
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, self)
+        _mount_point_dir(target, state.parent_mode(self.perm), self)
         data = "mode=%o" % self.perm + (",size=%d" % self.size if self.size else "")
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data, str(self))
 
@@ -2861,7 +2891,7 @@ class Dev(Op):
     def apply(self, state):
         what = str(self)
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(target, state.parent_perm, what)
+        _mount_point_dir(target, state.parent_mode(0), what)
         _mount("devtmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", what)
         for node in _DEV_NODES:
             _touch(target + "/" + node, 0o444)
@@ -2910,9 +2940,19 @@ class Link(Op):
 
     def apply(self, state):
         linkname = _resolve_in_root(_SYSROOT, self.linkname, follow_last=False)
-        _mkdirs_or_fail(os.path.dirname(linkname), state.parent_perm, self)
+        _mkdirs_or_fail(os.path.dirname(linkname), state.parent_mode(0), self)
         try:
             os.symlink(self._target, linkname)
+        except FileExistsError:
+            # As bubblewrap: the same link again is fine, anything else not.
+            try:
+                existing = os.readlink(linkname)
+            except OSError:
+                raise SandboxError("Can't make symlink at %s: destination exists and is not "
+                                   "a symlink" % self.linkname, errno.EEXIST)
+            if existing != self._target:
+                raise SandboxError("Can't make symlink at %s: existing destination is %s"
+                                   % (self.linkname, existing), errno.EEXIST)
         except OSError as err:
             _fail(str(self), err.errno)
 
@@ -2946,7 +2986,7 @@ class Mkdir(Op):
             except OSError as err:
                 _fail(str(self), err.errno)
         target = _resolve_in_root(_SYSROOT, self.dest)
-        _mkdirs_or_fail(os.path.dirname(target), state.parent_perm, self)
+        _mkdirs_or_fail(os.path.dirname(target), state.parent_mode(self.perm), self)
         try:
             os.mkdir(target, self.perm)
             _known_dirs.add(target)
@@ -2958,47 +2998,145 @@ class Mkdir(Op):
 
 
 class Place(Op):
-    """A read-only file holding `data` at `name`."""
+    """A file holding `data` at `name`, with mode `perm`: a hidden file
+    bound there, read-only unless `writable` (bubblewrap's --ro-bind-data
+    and --bind-data, whose default mode is 0600)."""
 
-    fields = ("name", "data")
+    fields = ("name", "data", "perm", "writable")
 
-    def __init__(self, name, data=None):
-        super().__init__(name, data)
+    def __init__(self, name, data=None, perm=0o444, writable=False):
+        super().__init__(name, data, perm, writable)
 
     def __str__(self):
-        return "placing %s (%s)" % (_q(self.name), "%d bytes" % len(self.data)
-                                    if isinstance(self.data, (bytes, bytearray)) else "no data")
+        return "placing %s (%s)%s" % (
+            _q(self.name), "%d bytes" % len(self.data)
+            if isinstance(self.data, (bytes, bytearray)) else "no data",
+            " writable" if self.writable else "")
 
     def validate(self):
         _check_abs(self.name, self)
         if not isinstance(self.data, (bytes, bytearray)):
             raise SandboxError("%s: data must be bytes, not %s"
                                % (self, type(self.data).__name__), errno.EINVAL)
+        _check_perm(self.perm, self)
 
     def apply(self, state):
         what = str(self)
         target = _resolve_in_root(_SYSROOT, self.name)
         staging = "/.place%d" % state.index
         try:
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.perm)
             try:
-                view = memoryview(self.data)
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, self.data)
             finally:
                 os.close(fd)
-            _make_dirs(os.path.dirname(target), state.parent_perm)
+            _make_dirs(os.path.dirname(target), state.parent_mode(self.perm))
             if os.path.isdir(target):
                 _fail("%s: is a directory" % what, errno.EISDIR)
             if not os.path.lexists(target):
                 _touch(target, 0o444)
         except OSError as err:
             _fail(what, err.errno)
-        _bind_mount(staging, target, 0, what, alone=True)
+        _bind_mount(staging, target, BindWritable if self.writable else 0, what, alone=True)
         os.unlink(staging)
 
     def landlock_rule(self):
-        return self.name, LANDLOCK_READ
+        return self.name, LANDLOCK_FULL if self.writable else LANDLOCK_READ
+
+
+class File(Op):
+    """A file created at `dest` (or an existing one truncated: through a
+    writable bind, on the host) holding `data`, mode `perm` when created
+    (bubblewrap's --file)."""
+
+    fields = ("dest", "data", "perm")
+    paths = ("dest",)
+
+    def __init__(self, dest, data=b"", perm=0o666):
+        super().__init__(dest, data, perm)
+
+    def __str__(self):
+        return "file %s (%s) perm %s" % (
+            _q(self.dest), "%d bytes" % len(self.data)
+            if isinstance(self.data, (bytes, bytearray)) else "no data", _octal(self.perm))
+
+    def validate(self):
+        super().validate()
+        if not isinstance(self.data, (bytes, bytearray)):
+            raise SandboxError("%s: data must be bytes, not %s"
+                               % (self, type(self.data).__name__), errno.EINVAL)
+        _check_perm(self.perm, self)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.dest)
+        _mkdirs_or_fail(os.path.dirname(target), state.parent_mode(self.perm), self)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, self.perm)
+        except OSError as err:
+            _fail("Can't create file %s" % self.dest, err.errno)
+        try:
+            _write_all(fd, self.data)
+        except OSError as err:
+            _fail("Can't write data to file %s" % self.dest, err.errno)
+        finally:
+            os.close(fd)
+
+    def landlock_rule(self):
+        return self.dest, LANDLOCK_FULL
+
+
+class Chmod(Op):
+    """chmod of `path` (which must exist; a symlink is followed inside the
+    new root) to `perm`, in its place among the operations."""
+
+    fields = ("path", "perm")
+    paths = ("path",)
+
+    def __str__(self):
+        return "chmod %s %s" % (_octal(self.perm), _q(self.path))
+
+    def validate(self):
+        super().validate()
+        _check_perm(self.perm, self)
+
+    def apply(self, state):
+        try:
+            os.chmod(_resolve_in_root(_SYSROOT, self.path), self.perm)
+        except OSError as err:
+            _fail("Can't chmod 0%o %s" % (self.perm, self.path), err.errno)
+
+
+class RemountRo(Op):
+    """Remount the mount at `dest` (it must be a mount point) read-only,
+    nosuid and nodev; the mounts under it are left as they are."""
+
+    fields = ("dest",)
+    paths = ("dest",)
+
+    def __str__(self):
+        return "remount read-only %s" % _q(self.dest)
+
+    def apply(self, state):
+        what = str(self)
+        target = _resolve_in_root(_SYSROOT, self.dest).rstrip("/")
+        if not any(e.mountpoint == target for e in _read_mountinfo(target)):
+            _fail("%s: not a mount point" % what, errno.EINVAL)
+        try:
+            _mount_setattr(target, 0, what,
+                           attr_set=MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+        except SandboxError as err:
+            if err.errno != errno.ENOSYS:
+                raise
+            current = os.statvfs(target).f_flag
+            flags_now = sum(ms for st, ms in _STATVFS_FLAGS if current & st)
+            _check(_libc.mount(None, os.fsencode(target), None, MS_BIND | MS_REMOUNT | flags_now
+                               | MS_RDONLY | MS_NOSUID | MS_NODEV, None), what)
+
+
+def _check_perm(perm, op):
+    if isinstance(perm, bool) or not isinstance(perm, int) or not 0 <= perm <= 0o7777:
+        raise SandboxError("%s: invalid mode %r" % (op, perm), errno.EINVAL)
 
 
 def _mkdirs_or_fail(path, perm, what):
@@ -3009,7 +3147,8 @@ def _mkdirs_or_fail(path, perm, what):
         _fail("%s: creating %s" % (what, _q(path)), err.errno)
 
 
-_OP_TYPES = {cls.__name__: cls for cls in (Bind, Proc, Dev, Mqueue, Tmpfs, Link, Mkdir, Place)}
+_OP_TYPES = {cls.__name__: cls for cls in (Bind, Proc, Dev, Mqueue, Tmpfs, Link, Mkdir, Place,
+                                             File, Chmod, RemountRo)}
 
 
 class Ops(list):
@@ -3043,8 +3182,20 @@ class Ops(list):
         self.append(Mkdir(dest, perm))
         return self
 
-    def place(self, name, data):
-        self.append(Place(name, data))
+    def place(self, name, data, perm=0o444, writable=False):
+        self.append(Place(name, data, perm, writable))
+        return self
+
+    def file(self, dest, data, perm=0o666):
+        self.append(File(dest, data, perm))
+        return self
+
+    def chmod(self, path, perm):
+        self.append(Chmod(path, perm))
+        return self
+
+    def remount_ro(self, dest):
+        self.append(RemountRo(dest))
         return self
 
     def place_p(self, name):
@@ -3076,7 +3227,7 @@ def _op_record(op):
     """How an operation travels to the container: its class name and its
     field values (validated already)."""
     if isinstance(op, Place):
-        return "Place", (op.name, bytes(op.data))
+        return "Place", (op.name, bytes(op.data), op.perm, op.writable)
     return type(op).__name__, op._values()
 
 
@@ -3387,13 +3538,18 @@ class _SetupState:
 
     def __init__(self, cfg, stdout_fd):
         self.flags = cfg["flags"]
-        self.parent_perm = cfg["parent_perm"]
+        self.parent_perm = cfg["parent_perm"]    # 0: each op's own, as bubblewrap's
         self.stdout_fd = stdout_fd
         self.index = 0
         self._host_mountpoints = None
         # Landlock: (O_PATH fd, rights) of each op's target, as applied;
         # None when no ruleset restricts the file system.
         self.landlock_rules = None
+
+    def parent_mode(self, perm):
+        """The mode of the parent directories an op with mode `perm` (0
+        for an op without one) creates."""
+        return self.parent_perm or _parent_mode(perm)
 
     def host_mounts_under(self, path):
         """Whether anything is mounted strictly under `path` (a path under
@@ -3520,7 +3676,7 @@ class _RootAhead:
         self.facts = None
         self.landlock_rules = []
         if build:
-            state = _SetupState({"flags": 0, "parent_perm": 0o755}, None)
+            state = _SetupState({"flags": 0, "parent_perm": 0}, None)
             state.landlock_rules = self.landlock_rules
             try:
                 _build_root(ops, state)
@@ -3540,7 +3696,8 @@ class _RootAhead:
         _known_dirs.clear()
 
     def wanted(self, cfg):
-        return cfg["ops"] == self.records and cfg["parent_perm"] == 0o755
+        # (default_ops() make no parents: any parent_perm builds the same)
+        return cfg["ops"] == self.records
 
 
 def _enter_sysroot():
@@ -4687,7 +4844,7 @@ class Container:
             "uid": _proc_int("/proc/sys/kernel/overflowuid", 65534) if self.uid is None else self.uid,
             "gid": _proc_int("/proc/sys/kernel/overflowgid", 65534) if self.gid is None else self.gid,
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
-            "parent_perm": self.parent_perm or 0o755, "privileged": bool(self.privileged),
+            "parent_perm": self.parent_perm, "privileged": bool(self.privileged),
             "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
             "seccomp": seccomp,
             "quiet": self._quiet,
@@ -5599,8 +5756,23 @@ def _symlink(cl, option, target, link):
     cl.ops.link(_path(option, target), _path(option, link))
 
 
-def _ro_bind_data(cl, option, fd, dest):
-    cl.ops.place(_path(option, dest), _read_fd(option, _fd(option, fd)))
+def _bind_data(cl, option, fd, dest):
+    """--bind-data, --ro-bind-data: a hidden file, mode 0600 unless --perms."""
+    data = _read_fd(option, _fd(option, fd))
+    cl.ops.place(_path(option, dest), data, cl.take_perms(0o600), option == "--bind-data")
+
+
+def _file(cl, option, fd, dest):
+    data = _read_fd(option, _fd(option, fd))
+    cl.ops.file(_path(option, dest), data, cl.take_perms(0o666))
+
+
+def _chmod(cl, option, perms, path):
+    cl.ops.chmod(_path(option, path), _mode(option, perms))
+
+
+def _remount_ro(cl, option, dest):
+    cl.ops.remount_ro(_path(option, dest))
 
 
 def _perms(cl, option, value):
@@ -5689,10 +5861,16 @@ _OPTIONS = [
     _Option("--mqueue", "DEST", _mount_op("mqueue"), "mount a new mqueue on DEST"),
     _Option("--dir", "DEST", _dir, "create a directory"),
     _Option("--symlink", "TARGET LINK", _symlink, "create a symlink LINK -> TARGET"),
-    _Option("--ro-bind-data", "FD DEST", _ro_bind_data,
-            "place the bytes read from FD at DEST, read-only"),
+    _Option("--file", "FD DEST", _file, "create DEST holding the bytes read from FD (mode 0666)"),
+    _Option("--bind-data", "FD DEST", _bind_data,
+            "bind a file holding the bytes read from FD on DEST (mode 0600)"),
+    _Option("--ro-bind-data", "FD DEST", _bind_data, "the same, read-only"),
+    _Option("--chmod", "OCTAL PATH", _chmod, "change the mode of PATH"),
+    _Option("--remount-ro", "DEST", _remount_ro, "remount the mount at DEST read-only",
+            missing="%s takes one argument"),
     _Option("--size", "BYTES", _size_modifier, "size of the next --tmpfs", modifier=True),
-    _Option("--perms", "OCTAL", _perms, "mode of the next --tmpfs or --dir", modifier=True),
+    _Option("--perms", "OCTAL", _perms, "mode of the next --tmpfs, --dir, --file, --bind-data "
+            "or --ro-bind-data", modifier=True),
     "Identity and environment:",
     _Option("--uid", "N", _field("uid", _id), "uid inside (default: the overflow id, 65534)",
             last=True),

@@ -1525,6 +1525,186 @@ def test_cgroup_fd_places_the_container():
 
 
 # ---------------------------------------------------------------------------
+# The operations and fields behind bubblewrap's options (issue 11): files and
+# their modes, chmod, remount-ro, symlinks, overlays, binds from an fd.
+# ---------------------------------------------------------------------------
+
+def _stat_modes(ops, *paths):
+    out = sh("stat -c '%%a %%n' %s" % " ".join(paths), ops=ops)
+    return dict(reversed(line.split(" ", 1)) for line in out.splitlines())
+
+
+def test_files_data_and_their_modes(as_user):
+    def body():
+        ops = sandbox.default_ops().tmpfs("/w") \
+            .file("/w/f", b"file data", 0o640).file("/w/a/b/private", b"", 0o600) \
+            .place("/w/rw", b"rw data", 0o600, writable=True).place("/w/ro", b"ro", 0o640) \
+            .place("/w/default", b"")
+        modes = _stat_modes(ops, "/w/f", "/w/a", "/w/a/b", "/w/a/b/private", "/w/rw",
+                            "/w/ro", "/w/default")
+        assert modes == {"/w/f": "640", "/w/a": "700", "/w/a/b": "700", "/w/a/b/private": "600",
+                         "/w/rw": "600", "/w/ro": "640", "/w/default": "444"}
+        out = sh("cat /w/f; echo; echo new > /w/rw && cat /w/rw; echo x > /w/ro || echo refused;"
+                 "echo more >> /w/f && cat /w/f", ops=ops)
+        assert out == "file data\nnew\nrefused\nfile datamore\n"
+        mounts = mountinfo_inside(ops)
+        assert "rw" in mounts["/w/rw"].options and "ro" in mounts["/w/ro"].options
+        assert "/w/f" not in mounts          # a plain file, no mount
+    as_user(body)
+
+
+def test_parents_and_mount_points_get_bubblewraps_modes(as_user):
+    """Parents: 0755 less what the op's own mode denies the group and the
+    others (an op without a mode: 0700); mount points 0755 (a file: 0444)."""
+    def body():
+        shared = shared_dir()
+        try:
+            os.mkdir(shared + "/src-dir")
+            open(shared + "/src-file", "w").close()
+            ops = sandbox.default_ops().bind(shared, "/s", sandbox.BindWritable) \
+                .bind(shared + "/src-dir", "/s/new/dir-point") \
+                .bind(shared + "/src-file", "/s/file-point") \
+                .mkdir("/s/of-0750/d", 0o750).mkdir("/s/of-0604/d", 0o604) \
+                .mkdir("/s/of-1777/d", 0o1777).tmpfs("/s/of-0700/t", 0, 0o700) \
+                .proc("/s/p/proc").link("x", "/s/l/link")
+            run_ok(["/bin/true"], ops=ops)
+            modes = {name: oct(os.stat(shared + "/" + name).st_mode & 0o7777)
+                     for name in ("new", "new/dir-point", "file-point", "of-0750", "of-0604",
+                                  "of-1777", "of-0700", "of-0700/t", "p", "p/proc", "l")}
+            assert modes == {"new": "0o700", "new/dir-point": "0o755", "file-point": "0o444",
+                             "of-0750": "0o750", "of-0604": "0o705", "of-1777": "0o755",
+                             "of-0700": "0o700", "of-0700/t": "0o755", "p": "0o700",
+                             "p/proc": "0o755", "l": "0o700"}
+            # Container.parent_perm, when set, is every parent's mode.
+            c = sandbox.Container("/bin/true", ops=sandbox.default_ops().bind(
+                shared, "/s", sandbox.BindWritable).mkdir("/s/set/d", 0o700))
+            c.parent_perm = 0o751
+            c.start()
+            c.serve()
+            assert c.wait() == 0
+            assert os.stat(shared + "/set").st_mode & 0o7777 == 0o751
+        finally:
+            subprocess.run(["rm", "-rf", shared])
+    as_user(body)
+
+
+def test_file_through_a_writable_bind_lands_on_the_host(as_user):
+    def body():
+        shared = shared_dir()
+        try:
+            with open(shared + "/existing", "w") as f:
+                f.write("a longer old content")
+            os.chmod(shared + "/existing", 0o644)
+            ops = sandbox.default_ops().bind(shared, "/s", sandbox.BindWritable) \
+                .file("/s/new", b"created", 0o640).file("/s/existing", b"short", 0o600)
+            run_ok(["/bin/true"], ops=ops)
+            with open(shared + "/new") as f:
+                assert f.read() == "created"
+            assert os.stat(shared + "/new").st_mode & 0o777 == 0o640
+            with open(shared + "/existing") as f:
+                assert f.read() == "short"             # truncated, mode kept
+            assert os.stat(shared + "/existing").st_mode & 0o777 == 0o644
+        finally:
+            subprocess.run(["rm", "-rf", shared])
+    as_user(body)
+
+
+def test_chmod_in_order_and_on_what_exists(as_user):
+    def body():
+        ops = sandbox.default_ops().mkdir("/tmp/d", 0o700).chmod("/tmp/d", 0o1755) \
+            .link("d", "/tmp/via-link").mkdir("/tmp/e", 0o755).chmod("/tmp/via-link", 0o750)
+        assert _stat_modes(ops, "/tmp/d", "/tmp/e") == {"/tmp/d": "750", "/tmp/e": "755"}
+        with pytest.raises(sandbox.SandboxError, match=r"^Can't chmod 0755 /tmp/nothing: No such "
+                           r"file or directory \(op \d+\)$") as info:
+            run_ok(["/bin/true"], ops=sandbox.default_ops().chmod("/tmp/nothing", 0o755))
+        assert info.value.errno == errno.ENOENT
+    as_user(body)
+
+
+def test_remount_ro_only_the_mount_at_dest(as_user):
+    def body():
+        ops = sandbox.default_ops().tmpfs("/w").tmpfs("/w/inner").remount_ro("/w")
+        mounts = mountinfo_inside(ops)
+        assert {"ro", "nosuid", "nodev"} <= set(mounts["/w"].options)
+        assert "rw" in mounts["/w/inner"].options          # not recursive
+        out = sh("touch /w/x 2>&1; touch /w/inner/y && echo inner", ops=ops)
+        assert "Read-only file system" in out and "inner" in out
+        with pytest.raises(sandbox.SandboxError, match=r'^remount read-only "/usr/bin": not a '
+                           r'mount point: Invalid argument \(op \d+\)$'):
+            run_ok(["/bin/true"], ops=sandbox.default_ops().remount_ro("/usr/bin"))
+    as_user(body)
+
+
+def test_symlink_again_is_fine_a_different_one_is_not(as_user):
+    def body():
+        ops = sandbox.default_ops().link("target", "/tmp/l").link("target", "/tmp/l")
+        assert sh("readlink /tmp/l", ops=ops) == "target\n"
+        with pytest.raises(sandbox.SandboxError,
+                           match="^Can't make symlink at /tmp/l: existing destination is target"):
+            run_ok(["/bin/true"], ops=ops.link("other", "/tmp/l"))
+        with pytest.raises(sandbox.SandboxError, match="^Can't make symlink at /tmp/d: "
+                           "destination exists and is not a symlink"):
+            run_ok(["/bin/true"], ops=sandbox.default_ops().mkdir("/tmp/d").link("x", "/tmp/d"))
+    as_user(body)
+
+
+@pytest.mark.parametrize("op, message", [
+    (sandbox.Chmod("/x", 0o10000), "invalid mode"),
+    (sandbox.Chmod("x", 0o755), "not absolute"),
+    (sandbox.File("/x", "text"), "data must be bytes"),
+    (sandbox.File("/x", b"", -1), "invalid mode"),
+    (sandbox.Place("/x", b"", 0o777777), "invalid mode"),
+    (sandbox.RemountRo("relative"), "not absolute"),
+])
+def test_bad_new_operations_are_refused_before_start(op, message):
+    c = sandbox.Container("/bin/true", ops=sandbox.default_ops() + [op])
+    with pytest.raises(sandbox.SandboxError, match=message):
+        c.start()
+
+
+def test_cli_files_data_chmod_and_remount(cli):
+    fds = [_pipe_with(b"one"), _pipe_with(b"two"), _pipe_with(b"three"), _pipe_with(b"four")]
+    try:
+        cp = cli("--ro-bind", "/", "/", "--tmpfs", "/tmp",
+                 "--file", str(fds[0]), "/tmp/file", "--perms", "0640", "--file", str(fds[1]),
+                 "/tmp/file640", "--bind-data", str(fds[2]), "/tmp/rw",
+                 "--perms", "0604", "--ro-bind-data", str(fds[3]), "/tmp/sub/ro",
+                 "--dir", "/tmp/d", "--chmod", "1755", "/tmp/d",
+                 "--tmpfs", "/tmp/sealed", "--remount-ro", "/tmp/sealed",
+                 "--symlink", "d", "/tmp/l", "--symlink", "d", "/tmp/l",
+                 "--", "sh", "-c", "stat -c '%a %n' /tmp/file /tmp/file640 /tmp/rw /tmp/sub "
+                 "/tmp/sub/ro /tmp/d; cat /tmp/file /tmp/file640 /tmp/rw /tmp/sub/ro; echo;"
+                 "echo x > /tmp/rw && cat /tmp/rw; touch /tmp/sealed/x || echo sealed",
+                 pass_fds=fds)
+        assert cp.returncode == 0, cp
+        assert cp.stdout.decode().split("\n") == [
+            "666 /tmp/file", "640 /tmp/file640", "600 /tmp/rw", "705 /tmp/sub", "604 /tmp/sub/ro",
+            "1755 /tmp/d", "onetwothreefour", "x", "sealed", ""]
+    finally:
+        _close_fds(fds)
+    cp = cli("--ro-bind", "/", "/", "--tmpfs", "/tmp",
+             "--symlink", "a", "/tmp/l", "--symlink", "a", "/tmp/l", "--symlink", "b", "/tmp/l",
+             "true")
+    assert cp.returncode == 125
+    assert cp.stderr == b"sandbox: Can't make symlink at /tmp/l: existing destination is a " \
+                        b"(op 4)\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--chmod", "888", "/x", "true"], b"--chmod takes an octal argument <= 07777"),
+    (["--chmod", "755"], b"--chmod takes two arguments"),
+    (["--remount-ro"], b"--remount-ro takes one argument"),
+    (["--perms", "0600", "--chmod", "755", "/x", "true"],
+     b"--perms must be followed by an option that creates a file"),
+    (["--file", "x", "/x", "true"], b"Invalid fd: x"),
+])
+def test_cli_bad_uses_of_the_new_options(cli, args, message):
+    cp = cli(*args)
+    assert cp.returncode == 2 and cp.stderr == b"sandbox: " + message + b" (see --help)\n", cp
+
+
+
+# ---------------------------------------------------------------------------
 # The helper process.
 # ---------------------------------------------------------------------------
 
