@@ -44,6 +44,7 @@ __all__ = [
     # operations for bubblewrap's options
     "File", "Chmod", "RemountRo",
     "Popen", "CompletedProcess", "PIPE", "STDOUT", "DEVNULL",
+    "create_subprocess_exec", "run_async", "check",
     "HardeningFlags", "SyscallOpts", "seccomp_filter", "seccomp_load",
     "bpf_run", "bpf_disasm",
     "FSyscallCompat", "FAllowDevel", "FAllowUserns", "FAllowTTY", "FAllowNet",
@@ -3833,7 +3834,11 @@ def _init_namespaces(key):
     """The worker's part of the shell: what the container's namespaces
     share (done here, its Python work leaves PID 1's pages untouched)."""
     uid, gid, host_uid, host_gid, flags = key[:5]
-    _map_identity(uid, gid, host_uid, host_gid)
+    try:
+        _map_identity(uid, gid, host_uid, host_gid)
+    except SandboxError as err:     # a namespace without capabilities (AppArmor)
+        raise SandboxError("%s (%s; %s)" % (err, _userns_diagnosis(err.errno, "uid_map")[0],
+                                            _CHECK_HINT), err.errno)
     os.umask(0)
     _enter_intermediate_root()
     if not flags & FAllowNet:
@@ -4087,7 +4092,7 @@ def _launch(cfg, chan, stdio, extras, cgroup):
         err = ctypes.get_errno()
         hint = ""
         if err in (errno.EPERM, errno.ENOSPC, errno.EINVAL, errno.EUSERS):
-            hint = " (are unprivileged user namespaces enabled? see /proc/sys/user/max_user_namespaces)"
+            hint = " (%s; %s)" % (_userns_diagnosis(err)[0], _CHECK_HINT)
         _fail("clone: creating namespaces%s" % hint, err)
     return pid
 
@@ -5296,6 +5301,7 @@ class Popen:
                 data = b"".join(chunks[name])
                 kept[name] = self._decode(name, data) if self.text_mode else data
         self.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        self._mark_truncated(self._truncated)
         return kept["stdout"], kept["stderr"]
 
     def _start_communication(self, input):
@@ -5379,16 +5385,16 @@ class Popen:
                 data = data[:max(room, 0)]
                 if name not in self._truncated:
                     self._truncated.append(name)
-                    self._mark_truncated()
         if data:
             state["chunks"][name].append(data)
             state["sizes"][name] += len(data)
 
-    def _mark_truncated(self):
-        # Streams cut at max_output: the report says so (its status stays
-        # the limit or the exit that ended the run).
+    def _mark_truncated(self, truncated):
+        """After the end: the report says whether a stream was cut at
+        max_output.  Its status stays what ended the run (the rest was read
+        and dropped: output never ends it)."""
         report = self.report
-        if report is not None:
+        if report is not None and truncated:
             try:
                 report.truncated = True
             except AttributeError:
@@ -5401,10 +5407,7 @@ class Popen:
 
     def _decode(self, name, data):
         stream = getattr(self, name)
-        # A stream cut at max_output may end inside a character: drop it.
-        decoder = codecs.getincrementaldecoder(stream.encoding)(stream.errors)
-        text = decoder.decode(data, final=name not in self._truncated)
-        return text.replace("\r\n", "\n").replace("\r", "\n")
+        return _decode_text(data, stream.encoding, stream.errors, name in self._truncated)
 
     # -- signals
     def send_signal(self, sig):
@@ -5471,6 +5474,621 @@ def run(args, ops=None, *, input=None, capture_output=False, timeout=None, check
         if check and returncode:
             raise subprocess.CalledProcessError(returncode, process.args, stdout, stderr)
     return CompletedProcess(process.args, returncode, stdout, stderr, process.report)
+
+
+# ---------------------------------------------------------------------------
+# asyncio: create_subprocess_exec() and run_async().
+#
+# The Popen core prepares the sandbox and sends the request without waiting;
+# the event loop then watches the container's status channel (add_reader)
+# and its pipes (connect_read_pipe/connect_write_pipe): no thread per
+# sandbox, and the loop never blocks on one.  asyncio is imported here, in
+# the functions the caller runs, never by `import sandbox`.
+# ---------------------------------------------------------------------------
+
+_STREAM_LIMIT = 2 ** 16      # asyncio.streams' default line limit
+
+
+class _AsyncProcess:
+    """What create_subprocess_exec() returns: asyncio.subprocess.Process's
+    shape (stdin StreamWriter, stdout/stderr StreamReader, wait(),
+    communicate(), returncode, send_signal/terminate/kill) plus `report`."""
+
+    def __init__(self, popen, loop):
+        self._popen, self._container, self._loop = popen, popen._container, loop
+        self.stdin = self.stdout = self.stderr = None
+        self._transports = {}      # stream name -> the loop's transport
+        self._started = loop.create_future()
+        self._exited = loop.create_future()
+        self._chunks, self._sizes, self._truncated = {}, {}, []
+        self._status_fd = self._container._chan.fileno()
+        loop.add_reader(self._status_fd, self._on_status)
+        self._watching = True
+
+    def __repr__(self):
+        return "<%s %s>" % (type(self).__name__, self.pid)
+
+    @property
+    def pid(self):
+        return self._container.pid
+
+    @property
+    def returncode(self):
+        return self._container.returncode
+
+    @property
+    def report(self):
+        return getattr(self._container, "report", None)
+
+    @property
+    def truncated(self):
+        """Names of the streams communicate() cut at max_output."""
+        return list(self._truncated)
+
+    def _on_status(self):
+        """A message on the status channel (the loop saw it readable)."""
+        container = self._container
+        message = container._receive()
+        if message[0] in ("exit", "eof"):
+            self._stop_watching()     # before the channel is closed (by _finish, below)
+        try:
+            if not self._started.done():
+                if container._setup_step(message):
+                    self._started.set_result(None)
+            else:
+                container._handle(message)
+            if container.returncode is not None and not self._exited.done():
+                self._exited.set_result(container.wait())
+        except BaseException as err:       # handed to whoever awaits
+            if not self._started.done():
+                self._started.set_exception(err)
+            elif not self._exited.done():
+                self._exited.set_exception(err)
+            else:
+                raise
+
+    def _stop_watching(self):
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._status_fd)
+
+    async def _connect(self, limit):
+        """Our ends of the pipes as the loop's transports and streams."""
+        import asyncio
+        loop, pipes = self._loop, self._popen._pipes
+        if "stdin" in pipes:
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: _stream_protocol(loop), io.open(pipes.pop("stdin"), "wb", 0))
+            self._transports["stdin"] = transport
+            self.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        for name in ("stdout", "stderr"):
+            if name in pipes:
+                reader = asyncio.StreamReader(limit=limit, loop=loop)
+                transport, _ = await loop.connect_read_pipe(
+                    lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                    io.open(pipes.pop(name), "rb", 0))
+                self._transports[name] = transport
+                setattr(self, name, reader)
+
+    def _abandon(self):
+        """After a failed start: kill the sandbox and release everything."""
+        self._stop_watching()
+        self._close_transports()
+        self._popen._release()
+
+    async def wait(self):
+        """Wait for the command to end; its returncode."""
+        import asyncio
+        return await asyncio.shield(self._exited)
+
+    async def communicate(self, input=None):
+        """Send input, read stdout and stderr to their end (keeping at most
+        max_output bytes of each) and wait; (stdout, stderr)."""
+        import asyncio
+        await asyncio.gather(self._feed(input), self._collect("stdout"), self._collect("stderr"))
+        await self.wait()
+        self._popen._mark_truncated(self._truncated)
+        return (b"".join(self._chunks["stdout"]) if self.stdout is not None else None,
+                b"".join(self._chunks["stderr"]) if self.stderr is not None else None)
+
+    async def _feed(self, input):
+        if self.stdin is None:
+            return
+        if input:
+            self.stdin.write(input)
+        try:
+            await self.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass       # the command did not read it all, as asyncio allows
+        self.stdin.close()
+
+    async def _collect(self, name):
+        stream = getattr(self, name)
+        if stream is None:
+            return
+        chunks = self._chunks.setdefault(name, [])
+        cap = self._popen._max_output
+        while True:
+            data = await stream.read(_READ_SIZE)
+            if not data:
+                break
+            if cap is not None:
+                room = cap - self._sizes.get(name, 0)
+                if len(data) > room:
+                    data = data[:max(room, 0)]
+                    if name not in self._truncated:
+                        self._truncated.append(name)
+            if data:
+                chunks.append(data)
+                self._sizes[name] = self._sizes.get(name, 0) + len(data)
+        self._transports.pop(name).close()
+
+    def partial_output(self):
+        """(stdout, stderr) collected so far, None where nothing was."""
+        return tuple(b"".join(self._chunks[name]) if self._chunks.get(name) else None
+                     for name in ("stdout", "stderr"))
+
+    def send_signal(self, sig):
+        """SIGINT, SIGTERM and SIGHUP reach the command; SIGKILL ends the sandbox."""
+        if self.returncode is None:
+            self._container.kill(sig)
+
+    def terminate(self):
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def _close_transports(self):
+        for transport in self._transports.values():
+            transport.close()
+        self._transports = {}
+
+
+def _stream_protocol(loop):
+    """A protocol for stdin's write pipe: flow control for StreamWriter.drain()."""
+    import asyncio.streams
+    return asyncio.streams.FlowControlMixin(loop=loop)
+
+
+async def create_subprocess_exec(program, *args, stdin=None, stdout=None, stderr=None,
+                                 limit=_STREAM_LIMIT, **kwargs):
+    """asyncio.create_subprocess_exec for a sandboxed command: Popen's
+    keywords (ops, cwd, env, pass_fds, the Container fields, max_output for
+    communicate()); returns a Process-like object once the command runs
+    (an exec failure raises here, as asyncio's does)."""
+    import asyncio
+    for name in ("text", "universal_newlines", "shell"):
+        if kwargs.get(name):
+            raise _typed_error(ValueError, "%s must be False" % name)
+    for name in ("encoding", "errors"):
+        if kwargs.get(name) is not None:
+            raise _typed_error(ValueError, "%s must be None" % name)
+    loop = asyncio.get_running_loop()
+    popen = Popen((program,) + args, stdin=stdin, stdout=stdout, stderr=stderr,
+                  _mode="async", **kwargs)
+    try:
+        process = _AsyncProcess(popen, loop)
+    except BaseException:
+        popen._release()
+        raise
+    try:
+        await process._connect(limit)
+        await process._started
+    except BaseException:
+        process._abandon()
+        raise
+    return process
+
+
+async def run_async(args, ops=None, *, input=None, capture_output=False, timeout=None,
+                    check=False, max_output=None, text=None, universal_newlines=None,
+                    encoding=None, errors=None, **kwargs):
+    """sandbox.run() for asyncio: the same arguments and results
+    (a sandbox.CompletedProcess; subprocess.TimeoutExpired with the output
+    read so far, the whole sandbox killed), without blocking the loop."""
+    import asyncio
+    if text is not None and universal_newlines is not None and \
+            bool(universal_newlines) != bool(text):
+        raise subprocess.SubprocessError(
+            "Cannot disambiguate when both text and universal_newlines are supplied "
+            "but different. Pass one or the other.")
+    text_mode = bool(encoding or errors or text or universal_newlines)
+    if input is not None:
+        if kwargs.get("stdin") is not None:
+            raise _typed_error(ValueError, "stdin and input arguments may not both be used.")
+        kwargs["stdin"] = PIPE
+        if text_mode and not isinstance(input, str):
+            raise _typed_error(TypeError, "input: write() argument must be str, not %s"
+                               % type(input).__name__)
+        if not text_mode and isinstance(input, str):
+            raise _typed_error(TypeError, "input: a bytes-like object is required, not 'str'")
+    if capture_output:
+        if kwargs.get("stdout") is not None or kwargs.get("stderr") is not None:
+            raise _typed_error(ValueError, "stdout and stderr arguments may not be used "
+                                           "with capture_output.")
+        kwargs["stdout"] = kwargs["stderr"] = PIPE
+    if text_mode:
+        encoding = encoding or _text_encoding() or _locale_encoding()
+        if input is not None:
+            input = input.encode(encoding, errors or "strict")
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    if not argv:
+        raise _typed_error(IndexError, "args: empty command (list index out of range)")
+    process = await create_subprocess_exec(*argv, ops=ops, max_output=max_output, **kwargs)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(input), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        process._close_transports()
+        output = process.partial_output()
+        raise subprocess.TimeoutExpired(args, timeout, output[0], output[1]) from None
+    except BaseException:
+        process.kill()
+        await process.wait()
+        process._close_transports()
+        raise
+    if text_mode:
+        stdout, stderr = (None if data is None else
+                          _decode_text(data, encoding, errors or "strict",
+                                       name in process._truncated)
+                          for name, data in (("stdout", stdout), ("stderr", stderr)))
+    if check and process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, args, stdout, stderr)
+    return CompletedProcess(args, process.returncode, stdout, stderr, process.report)
+
+
+def _locale_encoding():
+    import locale
+    return locale.getpreferredencoding(False)
+
+
+def _decode_text(data, encoding, errors, truncated):
+    """Bytes to text as subprocess decodes them (universal newlines); a
+    stream cut at max_output may end inside a character: it is dropped."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+    text = decoder.decode(data, final=not truncated)
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ---------------------------------------------------------------------------
+# The host check: what this host lets a sandbox use, why not, and what to do.
+#
+# check() probes for real (a clone with the sandbox's namespace flags, the
+# id maps and a mount in it, a seccomp filter, Landlock's ABI, an overlay and
+# an idmapped mount, the cgroup hierarchies) and starts a default sandbox.
+# Each probe runs in a child cloned for it, or on detached mounts, so nothing
+# on the host changes.  _userns_diagnosis() is shared with the clone failure
+# of a sandbox, which names the reason and points at --check.
+# ---------------------------------------------------------------------------
+
+_CHECK_HINT = "see python3 sandbox.py --check"
+
+
+def _sysctl(name):
+    """An integer sysctl (/proc/sys/...), None where there is none."""
+    try:
+        with open("/proc/sys/" + name.replace(".", "/"), "rb") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _status_field(name):
+    """A field of /proc/self/status (e.g. "Seccomp", "CapEff"), or None."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                key, _, value = line.decode().partition(":")
+                if key == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _userns_diagnosis(err, step="clone"):
+    """(reason, remedy) for a user namespace that this process cannot
+    create (err at clone) or use (err at `step`: "uid_map", "mount")."""
+    maximum = _sysctl("user.max_user_namespaces")
+    seccomp = _status_field("Seccomp")
+    caps = _status_field("CapEff")
+    if maximum == 0:
+        return ("user namespaces are disabled: user.max_user_namespaces is 0",
+                "as root on the host: sysctl -w user.max_user_namespaces=10000 "
+                "(and in /etc/sysctl.d/ to keep it)")
+    if _sysctl("kernel.unprivileged_userns_clone") == 0 and os.geteuid() != 0:
+        return ("unprivileged user namespaces are disabled: "
+                "kernel.unprivileged_userns_clone is 0 (Debian's switch)",
+                "as root: sysctl -w kernel.unprivileged_userns_clone=1")
+    if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == 1 and step != "clone":
+        return ("AppArmor restricts unprivileged user namespaces "
+                "(kernel.apparmor_restrict_unprivileged_userns is 1, Ubuntu 23.10+): "
+                "the namespace is made but has no capabilities (%s: %s)"
+                % (step, os.strerror(err)),
+                "as root: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an "
+                "AppArmor profile for this interpreter with 'userns,' "
+                "(/etc/apparmor.d/, as Ubuntu documents for bwrap)")
+    if err == errno.ENOSPC:
+        return ("the limit on user namespaces is reached (user.max_user_namespaces is %s)"
+                % maximum, "raise user.max_user_namespaces, or end other sandboxes")
+    if err == errno.EUSERS:
+        return ("user namespaces nest too deep here (the kernel allows 32 levels)",
+                "run the sandbox from a shallower namespace")
+    if err == errno.EPERM and seccomp == "2":
+        no_admin = caps is not None and not int(caps, 16) & (1 << CAP_SYS_ADMIN)
+        return ("a seccomp filter on this process refuses to create namespaces%s "
+                "(a container runtime's profile: Docker's allows it only with "
+                "CAP_SYS_ADMIN)" % (" and it lacks CAP_SYS_ADMIN" if no_admin else ""),
+                "run the container with a seccomp profile that allows clone/unshare with "
+                "CLONE_NEWUSER (e.g. docker run --security-opt seccomp=unconfined), "
+                "or with CAP_SYS_ADMIN")
+    if err == errno.EPERM:
+        return ("creating a user namespace is not permitted (%s: %s; in a chroot, or a "
+                "security module refuses it)" % (step, os.strerror(err)),
+                "run outside the chroot, or allow user namespaces in the security policy")
+    return ("creating a user namespace fails (%s: %s)" % (step, os.strerror(err)),
+            "see the kernel's user_namespaces(7) requirements")
+
+
+def _in_clone(flags, body):
+    """Clone a child with `flags`; it runs body(report) and exits, report
+    sends ("step", errno) pairs back.  Returns [(step, errno), ...], the
+    clone's own failure as ("clone", errno)."""
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    pid = _clone(flags)
+    if pid == 0:
+        try:
+            os.close(read_end)
+
+            def report(step, err):
+                os.write(write_end, ("%s %d\n" % (step, err)).encode())
+            body(report)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    if pid < 0:
+        os.close(read_end)
+        return [("clone", ctypes.get_errno())]
+    try:
+        text = _read_all(read_end).decode()     # (which closes it)
+    finally:
+        os.waitpid(pid, 0)
+    return [(line.split()[0], int(line.split()[1])) for line in text.splitlines()]
+
+
+def _step(report, name, call):
+    """Run call(); report (name, errno); True when it worked."""
+    try:
+        call()
+    except OSError as err:
+        report(name, err.errno or errno.EINVAL)
+        return False
+    report(name, 0)
+    return True
+
+
+def _probe_namespaces(report, host_uid, host_gid):
+    """In the clone: map ids as a sandbox does, mount a tmpfs, an overlay."""
+    if not _step(report, "uid_map", lambda: _map_identity(0, 0, host_uid, host_gid)):
+        return
+    base = "/tmp" if os.path.isdir("/tmp") else "/"
+    if not _step(report, "mount", lambda: (
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None, "making / private"),
+            _mount("tmpfs", base, "tmpfs", 0, "size=1m", "tmpfs"))):
+        return
+
+    def overlay():
+        for name in ("lower", "upper", "work", "merged"):
+            os.mkdir(os.path.join(base, name))
+        _mount("overlay", os.path.join(base, "merged"), "overlay", 0,
+               "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work".format(base), "overlay")
+    _step(report, "overlay", overlay)
+
+
+def _probe_seccomp(report):
+    # One instruction: return ALLOW.
+    _step(report, "seccomp", lambda: (
+        _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs"),
+        _load_filter(struct.pack("<HBBI", 0x06, 0, 0, SECCOMP_RET_ALLOW))))
+
+
+def _probe_idmap():
+    """(step, errno) of an idmapped copy of /tmp's mount (detached, never
+    attached anywhere), mapped through a child's user namespace."""
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    pid = _clone(CLONE_NEWUSER)
+    if pid == 0:
+        try:
+            os.close(ready_w)
+            os.read(ready_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_r)
+    if pid < 0:
+        os.close(ready_w)
+        return "clone", ctypes.get_errno()
+    tree = userns = None
+    try:
+        _write_file("/proc/%d/uid_map" % pid, b"0 %d 1" % os.geteuid(), "uid_map")
+        _write_file("/proc/%d/setgroups" % pid, b"deny", "setgroups")
+        _write_file("/proc/%d/gid_map" % pid, b"0 %d 1" % os.getegid(), "gid_map")
+        userns = os.open("/proc/%d/ns/user" % pid, os.O_RDONLY | os.O_CLOEXEC)
+        tree = _open_tree("/tmp" if os.path.isdir("/tmp") else "/",
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC, "open_tree")
+        _mount_setattr("", AT_EMPTY_PATH, "mount_setattr", attr_set=MOUNT_ATTR_IDMAP,
+                       userns_fd=userns, dir_fd=tree)
+        return "mount_setattr", 0
+    except OSError as err:
+        return "mount_setattr", err.errno or errno.EINVAL
+    finally:
+        _close_all([tree, userns, ready_w])
+        os.waitpid(pid, 0)
+
+
+def _cgroup_mounts():
+    """{"cgroup2": [mount points], "cgroup": [(mount point, options)]}."""
+    found = {"cgroup2": [], "cgroup": []}
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            entries = parse_mountinfo(f.read().decode("utf-8", "surrogateescape"))
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.fstype == "cgroup2":
+            found["cgroup2"].append(entry.mountpoint)
+        elif entry.fstype == "cgroup":
+            found["cgroup"].append((entry.mountpoint, entry.super_options))
+    return found
+
+
+def _own_cgroup2():
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _read_words(path):
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return None
+
+
+def _item(ok, detail, reason=None, remedy=None, required=False):
+    return {"ok": bool(ok), "required": required, "detail": detail,
+            "reason": None if ok else reason, "remedy": None if ok else remedy}
+
+
+def check():
+    """What this host supports for sandboxes, each with the reason and the
+    remedy when it is missing: a dict {"ok": the default sandbox starts
+    here, "checks": {name: {"ok", "required", "detail", "reason",
+    "remedy"}}}.  Call it from a single-threaded process (the probes clone)."""
+    checks = {}
+    flags = _clone_flags(0, None)
+    uid, gid = os.geteuid(), os.getegid()      # (in the clone: the overflow ids, until mapped)
+    steps = dict(_in_clone(flags, lambda report: _probe_namespaces(report, uid, gid))) if SYS_clone is not None else {"clone": errno.ENOSYS}
+    failed = next(((step, steps[step]) for step in ("clone", "uid_map", "mount")
+                   if steps.get(step)), None)
+    if failed is None and "mount" not in steps:
+        failed = ("clone", errno.ECHILD)
+    if failed is None:
+        checks["user_namespaces"] = _item(True, "user, PID, mount, IPC, UTS, cgroup and network "
+                                          "namespaces; ids mapped; mounts inside", required=True)
+    else:
+        reason, remedy = _userns_diagnosis(failed[1], failed[0])
+        checks["user_namespaces"] = _item(False, "%s: %s" % (failed[0], os.strerror(failed[1])),
+                                          reason, remedy, required=True)
+    seccomp = dict(_in_clone(0, _probe_seccomp)).get("seccomp", errno.ECHILD)
+    checks["seccomp"] = _item(
+        seccomp == 0, "filters load" if seccomp == 0 else "loading a filter: %s" % os.strerror(seccomp),
+        "the kernel refuses seccomp filters (CONFIG_SECCOMP_FILTER)" if seccomp == errno.EINVAL
+        else "loading a seccomp filter fails", "a kernel built with CONFIG_SECCOMP_FILTER",
+        required=True)
+    abi = _libc.syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0),
+                        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    landlock_err = ctypes.get_errno() if abi < 0 else 0
+    abi = _landlock_abi()
+    checks["landlock"] = _item(
+        abi >= 1, "ABI %d" % abi if abi >= 1 else os.strerror(landlock_err),
+        {errno.ENOSYS: "the kernel has no Landlock (5.13+, CONFIG_SECURITY_LANDLOCK)",
+         errno.EOPNOTSUPP: "Landlock is built in but not enabled at boot"}.get(
+            landlock_err, "Landlock is refused here (a seccomp filter around this process?)"),
+        {errno.EOPNOTSUPP: "add landlock to the lsm= boot parameter"}.get(
+            landlock_err, "a kernel with Landlock; sandboxes run without it (landlock=\"auto\")"))
+    userns = checks["user_namespaces"]
+    overlay = steps.get("overlay")
+    if overlay is None:
+        checks["overlayfs"] = _item(False, "not tried", userns["reason"], userns["remedy"])
+    else:
+        checks["overlayfs"] = _item(
+            overlay == 0, "in a user namespace" if overlay == 0 else
+            "mounting an overlay in a user namespace: %s" % os.strerror(overlay),
+            "overlayfs is not available in a user namespace",
+            "a kernel of 5.11 or later with overlayfs (modprobe overlay)")
+    step, idmap = _probe_idmap()
+    if step == "clone":
+        checks["idmapped_mounts"] = _item(False, "not tried (no user namespace to map through)",
+                                          userns["reason"], userns["remedy"])
+    else:
+        checks["idmapped_mounts"] = _item(
+            idmap == 0, "an idmapped copy of /tmp's mount" if idmap == 0 else
+            "mount_setattr(MOUNT_ATTR_IDMAP): %s" % os.strerror(idmap),
+            "needs root on the host (CAP_SYS_ADMIN over the file system)"
+            if idmap in (errno.EPERM, errno.EACCES) and os.geteuid() != 0
+            else "the kernel or the file system has no idmapped mounts (5.12+)",
+            "writable binds keep the caller's ids without them")
+    mounts, own = _cgroup_mounts(), _own_cgroup2()
+    if not mounts["cgroup2"]:
+        checks["cgroup2"] = _item(False, "no cgroup2 mount", "no cgroup2 hierarchy is mounted",
+                                  "mount -t cgroup2 none /sys/fs/cgroup (or boot with "
+                                  "systemd.unified_cgroup_hierarchy=1)")
+    else:
+        directory = (mounts["cgroup2"][0].rstrip("/") + (own or "/")).rstrip("/")
+        controllers = _read_words(os.path.join(directory, "cgroup.controllers")) or []
+        delegated = os.access(directory, os.W_OK) and \
+            os.access(os.path.join(directory, "cgroup.procs"), os.W_OK)
+        detail = "%s: controllers %s; %s" % (directory, " ".join(controllers) or "none",
+                                            "writable" if delegated else "not writable")
+        wanted = [name for name in ("memory", "pids", "cpu") if name not in controllers]
+        checks["cgroup2"] = _item(
+            delegated and not wanted, detail,
+            "%s%s" % ("not writable by this user (not delegated)" if not delegated else "",
+                      ("; " if not delegated and wanted else "") +
+                      ("controllers missing: %s" % " ".join(wanted) if wanted else "")),
+            "a delegated cgroup (systemd-run --user --scope -p Delegate=yes, or cgroup= a "
+            "writable cgroup2 directory) whose parent enables memory, pids and cpu")
+    v1 = sorted(set(option for _, options in mounts["cgroup"] for option in options
+                    if option in ("memory", "pids", "cpu", "cpuacct", "cpuset", "blkio",
+                                  "devices", "freezer")))
+    checks["cgroup_v1"] = _item(
+        bool(v1), "controllers %s%s" % (" ".join(v1), "" if os.geteuid() == 0 else
+                                        " (used by root callers only)") if v1 else "none",
+        "no cgroup v1 controller is mounted", "none needed where cgroup2 has the controllers")
+    if checks["user_namespaces"]["ok"]:
+        try:
+            cp = run(["true"], env={"PATH": _DEFAULT_PATH}, timeout=30)
+            started, detail = cp.returncode == 0, "run(['true']) exited %d" % cp.returncode
+        except (OSError, subprocess.SubprocessError) as err:
+            started, detail = False, str(err)
+        checks["default_sandbox"] = _item(started, detail, "the default sandbox fails: %s" % detail,
+                                          "see the items above", required=True)
+    else:
+        checks["default_sandbox"] = _item(False, "not tried", checks["user_namespaces"]["reason"],
+                                          checks["user_namespaces"]["remedy"], required=True)
+    return {"ok": checks["default_sandbox"]["ok"], "checks": checks}
+
+
+def _check_text(result):
+    lines = []
+    for name, item in result["checks"].items():
+        lines.append("%-16s %-4s %s" % (name, "ok" if item["ok"] else
+                                          ("FAIL" if item["required"] else "no"), item["detail"]))
+        if not item["ok"]:
+            lines.append("%-21s why: %s" % ("", item["reason"]))
+            lines.append("%-21s fix: %s" % ("", item["remedy"]))
+    lines.append("the default sandbox %s here" % ("works" if result["ok"] else "does NOT start"))
+    return "\n".join(lines) + "\n"
+
+
+def _run_check(as_json):
+    """--check [--json]: print the host check; exit 0 when the default
+    sandbox works here, 1 when it does not."""
+    result = check()
+    if as_json:
+        import json
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(_check_text(result))
+    return 0 if result["ok"] else 1
 
 
 # ---------------------------------------------------------------------------
@@ -5564,6 +6182,7 @@ class _CommandLine:
         self.level_prefix = False
         self.command = []
         self.action = None         # "help", "version"
+        self.check = self.check_json = False     # --check [--json]
         # The parser's state: modifiers waiting for the next operation, the
         # options seen (for `last`), --args.
         self.next_perms = None
@@ -5909,6 +6528,11 @@ _OPTIONS = [
             "write the filter (struct sock_filter[]) and exit", where=HARDENED),
     _Option("--seccomp-disasm", "", _set("disasm", True), "print the filter readably and exit",
             where=HARDENED),
+    "Host:",
+    _Option("--check", "", _set("check", True), "what this host supports for sandboxes, why "
+            "not and what to do; exit 0 when the default sandbox works here", where=HARDENED),
+    _Option("--json", "", _set("check_json", True), "with --check: one JSON object",
+            where=HARDENED),
     "Status and the command line:",
     _Option(("--json-status-fd", "--info-fd"), "FD", _append("status_fds", _fd),
             'write {"child-pid": N} and {"exit-code": N} to FD'),
@@ -5950,7 +6574,9 @@ def parse_command_line(argv, personality=HARDENED):
         if cl.next_perms is not None:
             raise _UsageError("--perms must be followed by an option that creates a file")
     cl.command = rest
-    if not cl.command and cl.export is None and not cl.disasm:
+    if cl.check_json and not cl.check:
+        raise _UsageError("--json goes with --check")
+    if not cl.command and cl.export is None and not cl.disasm and not cl.check:
         raise _UsageError("no command given")
     return cl
 
@@ -6070,9 +6696,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         cl = parse_command_line(argv)
+        if cl.check and (cl.command or len(argv) > 1 + cl.check_json):
+            raise _UsageError("--check takes only --json")
     except _UsageError as err:
         sys.stderr.write("sandbox: %s (see --help)\n" % err)
         return EXIT_USAGE
+    if cl.check and cl.action is None:
+        return _run_check(cl.check_json)
     if cl.action == "help":
         sys.stdout.write(_help_text(HARDENED))
         return 0

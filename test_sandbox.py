@@ -3497,3 +3497,204 @@ def test_max_output_keeps_n_bytes_and_drains_the_rest(as_user):
         with pytest.raises(ValueError, match="max_output"):
             sandbox.run(["/bin/true"], max_output=-1)
     as_user(body)
+
+
+# ---------------------------------------------------------------------------
+# asyncio: streaming, a responsive loop with many sandboxes, run_async.
+# ---------------------------------------------------------------------------
+
+def test_import_does_not_import_asyncio():
+    cp = subprocess.run([sys.executable, "-c", "import sandbox, sys; print('asyncio' in sys.modules)"],
+                        cwd=HERE, capture_output=True, text=True)
+    assert cp.stdout == "False\n", cp
+
+
+def test_asyncio_streams_a_line_before_the_end(as_user):
+    import asyncio
+
+    async def main():
+        proc = await sandbox.create_subprocess_exec(
+            "/bin/sh", "-c", "echo first; read x; echo got $x; echo err >&2",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=ENV)
+        assert isinstance(proc.pid, int)
+        first = await proc.stdout.readline()
+        running = proc.returncode          # the command waits for our line
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        out, err = await proc.communicate()
+        return first, running, out, err, proc.returncode, await proc.wait()
+
+    def body():
+        result = asyncio.run(asyncio.wait_for(main(), 60))
+        assert result == (b"first\n", None, b"got go\n", b"err\n", 0, 0)
+    as_user(body)
+
+
+def test_asyncio_loop_keeps_ticking_while_many_sandboxes_run(as_user):
+    import asyncio
+    count = 12
+
+    async def main():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.005)
+
+        tick_task = asyncio.ensure_future(ticker())
+        # Each waits for a line on stdin (coreutils' timeout ends it should
+        # the loop be blocked and never send it: the test then fails).
+        procs = await asyncio.gather(*(sandbox.create_subprocess_exec(
+            "/usr/bin/timeout", "20", "/bin/sh", "-c", "read x; echo done $x",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=ENV)
+            for _ in range(count)))
+        waits = [asyncio.ensure_future(p.wait()) for p in procs]
+        seen = len(ticks)
+        while len(ticks) < seen + 10:      # the loop runs while all of them wait
+            await asyncio.sleep(0.005)
+        alive = [w.done() for w in waits]
+        outs = await asyncio.gather(*(p.communicate(b"%d\n" % i) for i, p in enumerate(procs)))
+        tick_task.cancel()
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        return alive, [out for out, _ in outs], [p.returncode for p in procs], max(gaps)
+
+    def body():
+        alive, outs, codes, longest_gap = asyncio.run(asyncio.wait_for(main(), 60))
+        assert alive == [False] * count
+        assert outs == [b"done %d\n" % i for i in range(count)] and codes == [0] * count
+        assert longest_gap < 5          # a generous bound: the loop never stalled on one
+    as_user(body)
+
+
+def test_asyncio_wait_signals_and_start_failures(as_user):
+    import asyncio
+
+    async def main():
+        proc = await sandbox.create_subprocess_exec("/bin/sleep", "30", env=ENV)
+        proc.terminate()
+        terminated = await proc.wait()
+        proc = await sandbox.create_subprocess_exec("/bin/sleep", "30", env=ENV)
+        proc.kill()
+        killed = await proc.wait()
+        with pytest.raises(FileNotFoundError):
+            await sandbox.create_subprocess_exec("no-such-command", env=ENV)
+        with pytest.raises(sandbox.SandboxError, match="bind"):
+            await sandbox.create_subprocess_exec("/bin/true", ops=sandbox.Ops().bind("/nope", "/x"))
+        with pytest.raises(ValueError):
+            await sandbox.create_subprocess_exec("/bin/true", text=True)
+        return terminated, killed
+
+    def body():
+        assert asyncio.run(asyncio.wait_for(main(), 60)) == (128 + signal.SIGTERM, 128 + signal.SIGKILL)
+    as_user(body)
+
+
+ASYNC_PARITY = ["capture", "text and newlines", "encoding", "input bytes, large", "input str",
+                "stderr to stdout", "devnull", "exit status", "check", "check passes",
+                "timeout with partial output", "timeout without output", "cwd", "env",
+                "command not found", "cwd not found", "capture_output with stdout",
+                "input with stdin", "str input without text", "env value not a string"]
+
+
+@pytest.mark.parametrize("name", ASYNC_PARITY)
+def test_run_async_gives_what_run_gives(name, as_user):
+    import asyncio
+
+    def run_in_loop(*args, **kwargs):
+        return asyncio.run(asyncio.wait_for(sandbox.run_async(*args, **kwargs), 60))
+
+    def body():
+        expected = _outcome(PARITY[name], subprocess.run)
+        got = _outcome(PARITY[name], run_in_loop, ops=sandbox.default_ops())
+        if isinstance(expected, Exception):
+            _same_exception(expected, got)
+        else:
+            assert got == expected
+    as_user(body)
+
+
+def test_run_async_max_output():
+    import asyncio
+    cp = asyncio.run(sandbox.run_async(["/bin/sh", "-c", "head -c 1000000 /dev/zero; echo done >&2"],
+                                       capture_output=True, max_output=10, env=ENV, timeout=60))
+    assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"\0" * 10, b"done\n")
+
+
+# ---------------------------------------------------------------------------
+# The host check: real conditions made in a child (a user namespace whose
+# limit on user namespaces is 0; a seccomp filter refusing namespaces).
+# ---------------------------------------------------------------------------
+
+def test_check_on_this_host(as_user):
+    def body():
+        result = sandbox.check()
+        assert result["ok"] is True
+        checks = result["checks"]
+        assert list(checks) == ["user_namespaces", "seccomp", "landlock", "overlayfs",
+                                "idmapped_mounts", "cgroup2", "cgroup_v1", "default_sandbox"]
+        for name, item in checks.items():
+            assert set(item) == {"ok", "required", "detail", "reason", "remedy"}
+            assert (item["reason"] is None) == item["ok"] and (item["remedy"] is None) == item["ok"]
+        assert checks["landlock"]["detail"] == "ABI %d" % sandbox._landlock_abi()
+        assert checks["user_namespaces"]["ok"] and checks["seccomp"]["ok"]
+        assert checks["overlayfs"]["ok"] and checks["default_sandbox"]["ok"]
+        # idmapped mounts of host directories need root on the host
+        assert checks["idmapped_mounts"]["ok"] == (os.geteuid() == 0)
+    as_user(body)
+
+
+def test_cli_check(cli):
+    cp = cli("--check")
+    assert cp.returncode == 0, cp
+    assert b"the default sandbox works here" in cp.stdout and b"user_namespaces  ok" in cp.stdout
+    cp = cli("--check", "--json")
+    assert cp.returncode == 0 and json.loads(cp.stdout)["ok"] is True
+    assert cli("--check", "--verbose").returncode == 2
+
+
+def _unshare_user_namespace_with_no_room_for_more():
+    """This process enters a user namespace of its own (root in it) and sets
+    that namespace's user.max_user_namespaces to 0, as a host with the sysctl
+    at 0 is: nothing can create a user namespace from here."""
+    uid, gid = os.geteuid(), os.getegid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.unshare(sandbox.CLONE_NEWUSER) == 0, os.strerror(ctypes.get_errno())
+    sandbox._map_identity(0, 0, uid, gid)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0\n")
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["caller", "nobody"])
+def test_disabled_user_namespaces_are_named_by_check_and_by_a_failing_sandbox(drop):
+    def body():
+        _unshare_user_namespace_with_no_room_for_more()
+        result = sandbox.check()
+        item = result["checks"]["user_namespaces"]
+        assert result["ok"] is False and item["ok"] is False and item["required"]
+        assert "max_user_namespaces is 0" in item["reason"], item
+        assert "sysctl -w user.max_user_namespaces=" in item["remedy"]
+        assert result["checks"]["default_sandbox"]["ok"] is False
+        with pytest.raises(sandbox.SandboxError) as info:
+            sandbox.run(["/bin/true"])
+        message = str(info.value)
+        assert "max_user_namespaces is 0" in message and "sandbox.py --check" in message, message
+        if not drop:
+            cp = subprocess.run([sys.executable, SANDBOX_PY, "--check"], capture_output=True)
+            assert cp.returncode == 1 and b"max_user_namespaces is 0" in cp.stdout, cp
+    _run_forked(body, drop)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["caller", "nobody"])
+def test_a_seccomp_filter_refusing_namespaces_is_named(drop):
+    def body():
+        sandbox.seccomp_load(sandbox.FlagDenyNS)    # as a container runtime's profile does
+        result = sandbox.check()
+        item = result["checks"]["user_namespaces"]
+        assert result["ok"] is False and item["ok"] is False
+        assert "seccomp filter" in item["reason"] and "seccomp" in item["remedy"], item
+        assert result["checks"]["seccomp"]["ok"]       # filters still load: they stack
+        with pytest.raises(sandbox.SandboxError, match=r"seccomp filter.*sandbox\.py --check"):
+            sandbox.run(["/bin/true"])
+    _run_forked(body, drop)

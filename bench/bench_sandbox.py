@@ -436,6 +436,64 @@ def bench_scale():
             "%.2fx" % (ours_slope / theirs_slope) if theirs_slope else "", "target <= 1.0x")
 
 
+def bench_import():
+    """`import sandbox` in a fresh interpreter, from a copy of the file with
+    its bytecode cached (as a vendored file is, after its first import) and
+    compiled from source (PYTHONDONTWRITEBYTECODE, a read-only directory);
+    `import subprocess` beside it, for scale.  asyncio is never imported."""
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="sandbox-bench-import-")
+    try:
+        shutil.copy(SANDBOX_PY, directory)
+        script = ("import time, sys; t = time.perf_counter(); import %s; "
+                  "print(time.perf_counter() - t, 'asyncio' in sys.modules)")
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        source = dict(env, PYTHONDONTWRITEBYTECODE="1")
+
+        uncached = os.path.join(directory, "source")     # never gets a __pycache__
+        os.mkdir(uncached)
+        shutil.copy(SANDBOX_PY, uncached)
+
+        def timed(module, environment):
+            where = uncached if environment is source else directory
+            out = subprocess.run([sys.executable, "-I" if module == "subprocess" else "-s", "-c",
+                                  script % module], cwd=where, env=environment,
+                                 capture_output=True, text=True, check=True).stdout.split()
+            assert out[1] == "False", "import %s imported asyncio" % module
+            return float(out[0])
+
+        timed("sandbox", env)           # writes the bytecode
+        rounds = max(10, ROUNDS // 4)
+        cached = [timed("sandbox", env) for _ in range(rounds)]
+        compiled = [timed("sandbox", source) for _ in range(rounds)]
+        baseline = [timed("subprocess", env) for _ in range(rounds)]
+        row("import", "import sandbox, bytecode cached (fresh interpreter)", median_ms(cached),
+            "", "", "import subprocess alone: %s; asyncio not imported" % median_ms(baseline))
+        row("import", "import sandbox, compiled from source", median_ms(compiled), "", "",
+            "no __pycache__ (PYTHONDONTWRITEBYTECODE or a read-only directory)")
+    finally:
+        shutil.rmtree(directory)
+
+
+def bench_asyncio(count=16):
+    """Sandboxes run from one event loop at once (run_async), per sandbox,
+    against the same number run one after another with run()."""
+    import asyncio
+    ops = sandbox.default_ops()
+
+    async def together():
+        await asyncio.gather(*(sandbox.run_async(["/bin/true"], ops=ops) for _ in range(count)))
+
+    asyncio.run(together())
+    a, _, _ = interleaved(lambda: asyncio.run(together()), None, max(5, ROUNDS // 10))
+    b, _, _ = interleaved(lambda: [sandbox.run(["/bin/true"], ops=ops) for _ in range(count)],
+                          None, max(5, ROUNDS // 10))
+    row("asyncio", "run_async(['/bin/true']) x%d from one loop, per sandbox" % count,
+        median_ms([x / count for x in a]), "", "",
+        "run() x%d one by one: %s per sandbox" % (count, median_ms([x / count for x in b])))
+
+
 def main():
     print("sandbox.py %s, Python %s, Linux %s, %d cores%s" % (
         sandbox.__version__, sys.version.split()[0], os.uname().release, os.cpu_count(),
@@ -443,6 +501,8 @@ def main():
     bench_seccomp()
     if "--seccomp" not in sys.argv:     # --seccomp: the filter's rows only
         bench_library()
+        bench_import()
+        bench_asyncio()
         bench_command_line()
         bench_landlock()
         bench_memory()
