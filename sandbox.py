@@ -4811,8 +4811,10 @@ class Container:
             raise SandboxError("extra_files: too many (%d)" % len(self.extra_files), errno.EINVAL)
         # Landlock
         _check_landlock_mode(self.landlock)
-        _check_ports(self.allow_connect, "allow_connect")
-        _check_ports(self.allow_bind, "allow_bind")
+        ports = (_check_ports(self.allow_connect, "allow_connect"),
+                 _check_ports(self.allow_bind, "allow_bind"))
+        if self.landlock == "off":
+            _landlock_plan("off", 0, 0, *ports)      # ports without Landlock: refused
         targets = self._fd_targets()
         if len(set(targets)) != len(targets):
             raise _typed_error(ValueError, "pass_fds: fd %d is also one of extra_files (3..%d)"
@@ -6320,6 +6322,16 @@ def _append(attr, convert=_text):
     return handler
 
 
+def _port(name):
+    """Adds a TCP port to Container field `name` (a list)."""
+    def handler(cl, option, value):
+        port = _decimal(value)
+        if port is None or port > 65535:
+            raise _UsageError("%s: invalid port %s" % (option, _q(value)))
+        cl.fields.setdefault(name, []).append(port)
+    return handler
+
+
 def _flag(bit):
     """Adds a HardeningFlags bit."""
     def handler(cl, option):
@@ -6523,6 +6535,15 @@ _OPTIONS = [
             _unshare_named, "accepted: always in force"),
     _Option("--die-with-parent", "", _set("die_with_parent", True), "accepted: always in force"),
     _Option("--new-session", "", _set("new_session", True), "accepted: always in force"),
+    "Landlock (on where the kernel has it; -v says what applies):",
+    _Option("--no-landlock", "", _field_is("landlock", "off"), "no Landlock ruleset",
+            where=HARDENED),
+    _Option("--require-landlock", "", _field_is("landlock", "require"),
+            "fail where the kernel has no Landlock", where=HARDENED),
+    _Option("--allow-connect", "PORT", _port("allow_connect"),
+            "TCP connect only to PORT (repeatable)", where=HARDENED),
+    _Option("--allow-bind", "PORT", _port("allow_bind"),
+            "TCP bind only to PORT (repeatable)", where=HARDENED),
     "Seccomp:",
     _Option("--seccomp-export", "FILE", _store("export"),
             "write the filter (struct sock_filter[]) and exit", where=HARDENED),

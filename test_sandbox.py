@@ -1883,6 +1883,44 @@ def test_cli_network(cli):
         assert [l.split(":")[0].strip() for l in cp.stdout.decode().splitlines()[2:]] == ["lo"]
 
 
+def test_cli_landlock_options(cli):
+    abstract = socket.socket(socket.AF_UNIX)
+    name = "\0sandbox-cli-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+    abstract.bind(name)
+    abstract.listen(4)
+    connect = ("import socket\n"
+               "try:\n"
+               "    socket.socket(socket.AF_UNIX).connect(%r); print('connected')\n"
+               "except OSError as err:\n"
+               "    print(err.errno)\n" % name)
+    try:
+        cp = cli("--share-net", "--", "python3", "-I", "-c", connect)
+        assert cp.returncode == 0 and cp.stdout == b"%d\n" % errno.EPERM, cp
+        cp = cli("--share-net", "--no-landlock", "--", "python3", "-I", "-c", connect)
+        assert cp.returncode == 0 and cp.stdout == b"connected\n", cp
+    finally:
+        abstract.close()
+    ports = ("import socket\n"
+             "s = socket.socket(); s.bind(('127.0.0.1', 6001)); s.listen(1)\n"
+             "socket.socket().connect(('127.0.0.1', 6001)); print('6001 ok')\n"
+             "socket.socket().bind(('127.0.0.1', 6002))\n")
+    cp = cli("--allow-bind", "6001", "--allow-connect", "6001", "--allow-connect", "80",
+             "--require-landlock", "-v", "--", "python3", "-I", "-c", ports)
+    assert cp.returncode == 1 and cp.stdout == b"6001 ok\n", cp
+    assert cp.stderr.splitlines()[-1] == b"PermissionError: [Errno 13] Permission denied"
+    assert (b"sandbox: landlock: ABI %d; file system: only beneath the operations' targets; "
+            b"TCP bind: 6001; TCP connect: 80, 6001; scoped: abstract unix sockets, signals\n"
+            % sandbox._landlock_abi()) in cp.stderr
+    assert b'op 8: tmpfs on "/tmp" size 0 (landlock: all)\n' in cp.stderr
+    for args, message in ((["--allow-bind", "65536"], b'--allow-bind: invalid port "65536"'),
+                          (["--allow-connect", "x"], b'--allow-connect: invalid port "x"')):
+        cp = cli(*args, "--", "true")
+        assert cp.returncode == 2 and message in cp.stderr and cp.stderr.count(b"\n") == 1, cp
+    cp = cli("--no-landlock", "--allow-bind", "1", "--", "true")
+    assert cp.returncode == 125 and cp.stderr == (
+        b"sandbox: landlock: allow_connect/allow_bind need Landlock, and it is off\n"), cp
+
+
 def test_cli_exit_statuses(cli):
     assert cli("--", "sh", "-c", "exit 9").returncode == 9
     assert cli("--", "sh", "-c", "kill -USR1 $$").returncode == 128 + signal.SIGUSR1
