@@ -3371,6 +3371,18 @@ def _landlock_plan(mode, abi, flags, allow_connect, allow_bind):
     return abi, fs, net, scoped
 
 
+def _landlock_features(abi):
+    """What a kernel of Landlock `abi` gives a sandbox (for check())."""
+    extras = [name for needed, name in ((2, "renames across directories"), (3, "truncate"),
+                                         (5, "device ioctls")) if abi >= needed]
+    features = ["file system" + (" (with %s)" % ", ".join(extras) if extras else "")]
+    if abi >= 4:
+        features.append("TCP port rules")
+    if abi >= 6:
+        features.append("abstract unix sockets and signals scoped")
+    return "ABI %d: %s" % (abi, "; ".join(features))
+
+
 def _landlock_rights_name(access):
     for mask, name in _LANDLOCK_RIGHT_NAMES:
         if access == mask:
@@ -6000,7 +6012,7 @@ def check():
     landlock_err = ctypes.get_errno() if abi < 0 else 0
     abi = _landlock_abi()
     checks["landlock"] = _item(
-        abi >= 1, "ABI %d" % abi if abi >= 1 else os.strerror(landlock_err),
+        abi >= 1, _landlock_features(abi) if abi >= 1 else os.strerror(landlock_err),
         {errno.ENOSYS: "the kernel has no Landlock (5.13+, CONFIG_SECURITY_LANDLOCK)",
          errno.EOPNOTSUPP: "Landlock is built in but not enabled at boot"}.get(
             landlock_err, "Landlock is refused here (a seccomp filter around this process?)"),

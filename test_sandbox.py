@@ -3675,7 +3675,9 @@ def test_check_on_this_host(as_user):
         for name, item in checks.items():
             assert set(item) == {"ok", "required", "detail", "reason", "remedy"}
             assert (item["reason"] is None) == item["ok"] and (item["remedy"] is None) == item["ok"]
-        assert checks["landlock"]["detail"] == "ABI %d" % sandbox._landlock_abi()
+        assert checks["landlock"]["detail"] == (
+            "ABI %d: file system (with renames across directories, truncate, device ioctls); "
+            "TCP port rules; abstract unix sockets and signals scoped" % sandbox._landlock_abi())
         assert checks["user_namespaces"]["ok"] and checks["seccomp"]["ok"]
         assert checks["overlayfs"]["ok"] and checks["default_sandbox"]["ok"]
         # idmapped mounts of host directories need root on the host
