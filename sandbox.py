@@ -6457,6 +6457,23 @@ def _multiarch(cl, option):
     cl.seccomp |= FlagMultiarch
 
 
+def _seccomp_rule_option(action_of):
+    """--seccomp-deny NAME[,NAME...][:ERRNO] / --seccomp-allow NAME[,...]:
+    user seccomp Rules (names or @groups), in the order given."""
+    def handler(cl, option, value):
+        names, errno_text = value, None
+        if action_of is not None and ":" in value:
+            names, _, errno_text = value.rpartition(":")
+        try:
+            action = "allow" if action_of is None else (
+                "deny:" + errno_text if errno_text is not None else "deny")
+            rules = [Rule(name.strip(), action) for name in names.split(",")]
+        except SandboxError as err:
+            raise _UsageError("%s %s: %s" % (option, value, str(err).replace("seccomp: ", "")))
+        cl.fields.setdefault("seccomp_rules", []).extend(rules)
+    return handler
+
+
 def _args_file(cl, option, fd):
     """--args FD: the NUL-separated words read from FD are parsed right
     here, as if they stood in argv; a non-option ends them."""
@@ -6561,6 +6578,12 @@ _OPTIONS = [
             "write the filter (struct sock_filter[]) and exit", where=HARDENED),
     _Option("--seccomp-disasm", "", _set("disasm", True), "print the filter readably and exit",
             where=HARDENED),
+    _Option("--seccomp-deny", "NAME[,NAME...][:ERRNO]", _seccomp_rule_option("deny"),
+            "refuse these syscalls or @groups with ERRNO (a name or a number; default "
+            "EPERM)",
+            where=HARDENED),
+    _Option("--seccomp-allow", "NAME[,NAME...]", _seccomp_rule_option(None),
+            "allow these syscalls or @groups, which the policy refuses", where=HARDENED),
     "Host:",
     _Option("--check", "", _set("check", True), "what this host supports for sandboxes, why "
             "not and what to do; exit 0 when the default sandbox works here", where=HARDENED),
@@ -6752,7 +6775,8 @@ def main(argv=None):
     container._local = True
     try:
         if cl.export is not None or cl.disasm:
-            program = seccomp_filter(container.effective_seccomp())
+            program = seccomp_filter(container.effective_seccomp(),
+                                     rules=container.seccomp_rules)
             if cl.disasm:
                 sys.stdout.write(bpf_disasm(program))
             if cl.export is not None:

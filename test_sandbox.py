@@ -2072,6 +2072,34 @@ def test_cli_args_fd(cli):
         assert cp.stderr == b"sandbox: Exceeded maximum number of arguments 9000 (see --help)\n"
 
 
+def test_cli_seccomp_deny_and_allow(cli):
+    numbers = json.dumps(dict(sandbox.SYSCALLS[sandbox.HOST_ARCH]))
+    probe = ["--", "/usr/bin/python3", "-I", "-c", RULES_PROBE, numbers]
+    cp = cli("--seccomp-deny", "@io-uring", "--seccomp-deny", "getppid,uname:ENOSYS",
+             "--seccomp-allow", "personality", *probe)
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout) == {"io_uring_setup": "EPERM", "getppid": "ENOSYS",
+                                     "personality": "ok", "socket inet": "ok", "socket unix": "ok"}
+    cp = cli("--seccomp-deny", "getppid:38", *probe)
+    assert json.loads(cp.stdout)["getppid"] == "ENOSYS"
+    for args, word in ((["--seccomp-deny", "no_such_call"], "no_such_call"),
+                       (["--seccomp-allow", "@nogroup"], "@nogroup"),
+                       (["--seccomp-deny", "ptrace:EWHAT"], "EWHAT"),
+                       (["--seccomp-deny", "ptrace:0"], "errno"),
+                       (["--seccomp-deny"], "seccomp-deny")):
+        cp = cli(*args, "--", "true")
+        assert cp.returncode == 2 and word in cp.stderr.decode(), (args, cp.stderr)
+        assert len(cp.stderr.decode().splitlines()) == 1, cp.stderr
+    directory = shared_dir()
+    try:
+        path = os.path.join(directory, "filter.bpf")
+        assert cli("--seccomp-deny", "getpid:ENOSYS", "--seccomp-export", path).returncode == 0
+        with open(path, "rb") as f:
+            assert f.read() == sandbox.seccomp_filter(0x1E, rules=[sandbox.Rule("getpid", "deny:ENOSYS")])
+    finally:
+        shutil.rmtree(directory)
+
+
 def test_cli_help_and_version(cli):
     cp = cli("--help")
     assert cp.returncode == 0
