@@ -107,21 +107,32 @@ def shape(program, arch):
     return len(program) // 8, sum(counts) / len(counts), max(counts)
 
 
+# A user rule list for the row "with rules": a group, an argument test, an
+# allow that lifts the policy's denial.
+SAMPLE_RULES = [sandbox.Rule("@keyring", "deny:ENOSYS"), sandbox.Rule("@mount", "log"),
+                sandbox.Rule("socket", "deny:EACCES", sandbox.Arg(0, "eq", 2)),
+                sandbox.Rule("personality", "allow")]
+
+
 def bench_seccomp():
-    cases = [(arch, opts) for arch in ("x86_64", "i386", "aarch64", "arm")
-             for opts in (0x0, 0x1E, 0x3E, 0x1FE)]
-    jobs = [([arch] + ([sandbox._COMPAT_ARCH[arch]] if opts & sandbox.FlagMultiarch
-                       and arch in sandbox._COMPAT_ARCH else []), sandbox.seccomp_rules(opts))
-            for arch, opts in cases]
+    cases = [(arch, opts, ()) for arch in ("x86_64", "i386", "aarch64", "arm")
+             for opts in (0x0, 0x1E, 0x3E, 0x1FE)] + [("x86_64", 0x1E, tuple(SAMPLE_RULES))]
+    jobs = []
+    for arch, opts, rules in cases:
+        user = [sandbox.Rule(name, action, *args) for name, action, args in sandbox._user_rules(rules)]
+        allowed = {r.syscall for r in user if r.action == sandbox.SECCOMP_RET_ALLOW}
+        jobs.append(([arch] + ([sandbox._COMPAT_ARCH[arch]] if opts & sandbox.FlagMultiarch
+                               and arch in sandbox._COMPAT_ARCH else []),
+                     user + [r for r in sandbox.seccomp_rules(opts) if r.syscall not in allowed]))
     version, theirs = libseccomp_programs(jobs)
-    for (arch, opts), reference in zip(cases, theirs):
-        length, mean, worst = shape(sandbox.seccomp_filter(opts, arch), arch)
+    for (arch, opts, rules), reference in zip(cases, theirs):
+        length, mean, worst = shape(sandbox.seccomp_filter(opts, arch, rules=rules), arch)
         text, ratio = "(libseccomp absent)", ""
         if reference is not None:
             their_length, their_mean, their_worst = shape(reference, arch)
             text = "%d / %.1f (%d)" % (their_length, their_mean, their_worst)
             ratio = "len %.2fx, mean %.2fx" % (length / their_length, mean / their_mean)
-        row("seccomp", "%s opts %#x: length / mean (worst)" % (arch, opts),
+        row("seccomp", "%s opts %#x%s: length / mean (worst)" % (arch, opts, " + rules" if rules else ""),
             "%d / %.1f (%d)" % (length, mean, worst), text, ratio,
             "libseccomp %s, same rules" % version)
 
