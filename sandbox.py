@@ -42,7 +42,7 @@ __all__ = [
     "Container", "Ops", "Op", "Bind", "Proc", "Dev", "Mqueue", "Tmpfs",
     "Link", "Mkdir", "Place", "run", "default_ops", "SandboxError",
     # operations for bubblewrap's options
-    "File", "Chmod", "RemountRo",
+    "File", "Chmod", "RemountRo", "Overlay", "BindFd",
     "Popen", "CompletedProcess", "PIPE", "STDOUT", "DEVNULL",
     "create_subprocess_exec", "run_async", "check",
     "HardeningFlags", "SyscallOpts", "seccomp_filter", "seccomp_load",
@@ -3135,6 +3135,151 @@ class RemountRo(Op):
                                | MS_RDONLY | MS_NOSUID | MS_NODEV, None), what)
 
 
+def _overlay_escape(path):
+    """A path in overlayfs's options: \\, "," and ":" escaped with a \\."""
+    return path.replace("\\", "\\\\").replace(",", "\\,").replace(":", "\\:")
+
+
+class Overlay(Op):
+    """overlayfs on `target` from `lower_dirs` (host directories, lowest
+    first, as bubblewrap's --overlay-src lists them): read-only without
+    `upper`; writable into the host directories `upper` and `work` (on one
+    file system, work empty); writable into a hidden tmpfs, lost at exit,
+    when `upper` is "tmp".  Mounted in the container's user namespace with
+    userxattr, as bubblewrap does."""
+
+    fields = ("target", "lower_dirs", "upper", "work")
+
+    def __init__(self, target, lower_dirs, upper=None, work=None):
+        if isinstance(lower_dirs, list):
+            lower_dirs = tuple(lower_dirs)
+        super().__init__(target, lower_dirs, upper, work)
+
+    def __str__(self):
+        text = "overlay on %s lower %s" % (_q(self.target), ":".join(map(_q, self.lower_dirs))
+                                           if isinstance(self.lower_dirs, tuple) else
+                                           repr(self.lower_dirs))
+        if self.upper == "tmp":
+            return text + " upper tmp"
+        if self.upper is not None:
+            text += " upper %s work %s" % (_q(self.upper), _q(self.work))
+        return text
+
+    def validate(self):
+        _check_abs(self.target, self)
+        if not isinstance(self.lower_dirs, tuple) or not self.lower_dirs:
+            raise SandboxError("%s: lower_dirs must be a non-empty list of paths" % self,
+                               errno.EINVAL)
+        for path in self.lower_dirs:
+            _check_abs(path, self)
+        if self.upper is None or self.upper == "tmp":
+            if self.work is not None:
+                raise SandboxError("%s: work needs an upper directory" % self, errno.EINVAL)
+        else:
+            _check_abs(self.upper, self)
+            _check_abs(self.work, self)
+
+    def early(self, state):
+        layers = list(self.lower_dirs)
+        if self.work is not None:
+            layers += [self.upper, self.work]
+        self._layers = []
+        for path in layers:
+            resolved = _resolve_in_root(_HOST, path)
+            try:
+                if not stat.S_ISDIR(os.stat(resolved).st_mode):
+                    _fail("%s: %s" % (self, _q(path)), errno.ENOTDIR)
+            except OSError as err:
+                _fail("%s: %s" % (self, _q(path)), err.errno)
+            self._layers.append(resolved)
+
+    def _host_facts(self):
+        return tuple(self._layers)
+
+    def apply(self, state):
+        target = _resolve_in_root(_SYSROOT, self.target)
+        _mount_point_dir(target, state.parent_mode(0), self)
+        layers = list(self._layers)
+        options, flags = "", MS_NOSUID | MS_NODEV
+        if self.upper == "tmp":
+            # On the intermediate root: out of the command's reach.
+            hidden = "/.overlay%d" % state.index
+            for name in ("", "/upper", "/work"):
+                os.mkdir(hidden + name, 0o755)
+            options = "upperdir=%s/upper,workdir=%s/work," % (hidden, hidden)
+        elif self.upper is not None:
+            work, upper = layers.pop(), layers.pop()
+            options = "upperdir=%s,workdir=%s," % (_overlay_escape(upper), _overlay_escape(work))
+        else:
+            flags |= MS_RDONLY
+        options += "lowerdir=%s,userxattr" % ":".join(map(_overlay_escape, reversed(layers)))
+        if _libc.mount(b"overlay", os.fsencode(target), b"overlay", flags,
+                       os.fsencode(options)) < 0:
+            err = ctypes.get_errno()
+            reason = ("Overlay directories may not overlap" if err == errno.ELOOP
+                      else os.strerror(err))
+            raise SandboxError("Can't make overlay mount on %s with options %s: %s"
+                               % (self.target, options, reason), err)
+        _forget_under(target)
+
+    def landlock_rule(self):
+        return self.target, LANDLOCK_READ if self.upper is None else LANDLOCK_FULL
+
+
+class BindFd(Op):
+    """A bind on `target` of what `fd` (a directory or file the caller has
+    open) is: bubblewrap's --bind-fd / --ro-bind-fd.  The caller's path of
+    the fd is bound, and the bind is checked to be the fd's own file after
+    mounting (else "Race condition binding dirfd"), as bubblewrap does."""
+
+    fields = ("fd", "target", "flags")
+    paths = ("target",)
+
+    def __init__(self, fd, target, flags=0):
+        super().__init__(fd, target, flags)
+
+    def __str__(self):
+        return "fd %s on %s flags %#x" % (self.fd, _q(self.target), self.flags)
+
+    def validate(self):
+        if isinstance(self.fd, bool) or not isinstance(self.fd, int) or self.fd < 0:
+            raise SandboxError("%s: invalid fd" % self, errno.EBADF)
+        if not isinstance(self.flags, int) or self.flags & ~(BindWritable | BindDevice):
+            raise SandboxError("%s: invalid flags" % self, errno.EINVAL)
+        super().validate()
+        self._source()
+
+    def _source(self):
+        """(path, (st_dev, st_ino)) of the fd, in the caller."""
+        try:
+            st = os.fstat(self.fd)
+            path = os.readlink("/proc/self/fd/%d" % self.fd)
+        except OSError as err:
+            _fail("%s: fd %d" % (self, self.fd), err.errno)
+        if not path.startswith("/") or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise SandboxError("%s: fd %d is not a directory or file (%s)"
+                               % (self, self.fd, path), errno.EINVAL)
+        return path, (st.st_dev, st.st_ino)
+
+    def _record(self):
+        path, identity = self._source()
+        return "_BoundFd", (path, self.target, self.flags, identity)
+
+
+class _BoundFd(Bind):
+    """BindFd as it travels to the container: the fd's path and identity."""
+
+    fields = ("source", "target", "flags", "identity")
+
+    def apply(self, state):
+        Bind.apply(self, state)
+        target = _resolve_in_root(_SYSROOT, self.target)
+        st = os.lstat(target)
+        if (st.st_dev, st.st_ino) != tuple(self.identity):
+            _libc.umount2(os.fsencode(target), MNT_DETACH)
+            raise SandboxError("Race condition binding dirfd (%s)" % self.what, errno.ESTALE)
+
+
 def _check_perm(perm, op):
     if isinstance(perm, bool) or not isinstance(perm, int) or not 0 <= perm <= 0o7777:
         raise SandboxError("%s: invalid mode %r" % (op, perm), errno.EINVAL)
@@ -3149,7 +3294,7 @@ def _mkdirs_or_fail(path, perm, what):
 
 
 _OP_TYPES = {cls.__name__: cls for cls in (Bind, Proc, Dev, Mqueue, Tmpfs, Link, Mkdir, Place,
-                                             File, Chmod, RemountRo)}
+                                             File, Chmod, RemountRo, Overlay, _BoundFd)}
 
 
 class Ops(list):
@@ -3199,6 +3344,14 @@ class Ops(list):
         self.append(RemountRo(dest))
         return self
 
+    def overlay(self, target, lower_dirs, upper=None, work=None):
+        self.append(Overlay(target, lower_dirs, upper, work))
+        return self
+
+    def bind_fd(self, fd, target, flags=0):
+        self.append(BindFd(fd, target, flags))
+        return self
+
     def place_p(self, name):
         """Append a Place whose data is set later (``op.data = b"..."``),
         before serve(); returns the op."""
@@ -3229,6 +3382,8 @@ def _op_record(op):
     field values (validated already)."""
     if isinstance(op, Place):
         return "Place", (op.name, bytes(op.data), op.perm, op.writable)
+    if isinstance(op, BindFd):
+        return op._record()
     return type(op).__name__, op._values()
 
 
@@ -6414,6 +6569,31 @@ def _chmod(cl, option, perms, path):
     cl.ops.chmod(_path(option, path), _mode(option, perms))
 
 
+def _bind_fd(cl, option, fd, dest):
+    flags = BindWritable if option == "--bind-fd" else 0
+    cl.ops.bind_fd(_fd(option, fd), _path(option, dest), flags)
+
+
+def _overlay_src(cl, option, source):
+    cl.overlay_sources.append(_path(option, source))
+
+
+def _overlay(cl, option, *args):
+    """--overlay RW WORK DEST, --tmp-overlay DEST, --ro-overlay DEST: on
+    the --overlay-src given since the last overlay."""
+    needed = 2 if option == "--ro-overlay" else 1
+    if len(cl.overlay_sources) < needed:
+        raise _UsageError("%s requires at least %s --overlay-src"
+                          % (option, "two" if needed == 2 else "one"))
+    upper = work = None
+    if option == "--overlay":
+        upper, work = _path(option, args[0]), _path(option, args[1])
+    elif option == "--tmp-overlay":
+        upper = "tmp"
+    cl.ops.overlay(_path(option, args[-1]), cl.overlay_sources, upper, work)
+    cl.overlay_sources = []
+
+
 def _remount_ro(cl, option, dest):
     cl.ops.remount_ro(_path(option, dest))
 
@@ -6515,6 +6695,17 @@ _OPTIONS = [
     _Option("--dev-bind", "SRC DEST", _bind, "bind SRC on DEST, devices allowed"),
     _Option(("--bind-try", "--ro-bind-try", "--dev-bind-try"), "SRC DEST", _bind,
             "the same, skipped when SRC does not exist"),
+    _Option("--bind-fd", "FD DEST", _bind_fd, "bind the directory open as FD on DEST"),
+    _Option("--ro-bind-fd", "FD DEST", _bind_fd, "the same, read-only",
+            missing="--bind-fd takes two arguments"),
+    _Option("--overlay-src", "SRC", _overlay_src, "a lower layer of the next overlay (the "
+            "last given is the top)"),
+    _Option("--overlay", "RWSRC WORKDIR DEST", _overlay,
+            "mount an overlay on DEST, writes going to RWSRC (WORKDIR: an empty directory "
+            "on its file system)"),
+    _Option("--tmp-overlay", "DEST", _overlay, "an overlay on DEST, writes going to a "
+            "tmpfs lost at exit"),
+    _Option("--ro-overlay", "DEST", _overlay, "a read-only overlay on DEST"),
     _Option("--proc", "DEST", _mount_op("proc"), "mount a new procfs on DEST"),
     _Option("--dev", "DEST", _mount_op("dev"), "mount a minimal /dev on DEST"),
     _Option("--tmpfs", "DEST", _tmpfs, "mount a tmpfs on DEST"),

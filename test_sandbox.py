@@ -1662,6 +1662,130 @@ def test_bad_new_operations_are_refused_before_start(op, message):
         c.start()
 
 
+def _layers():
+    """A shared directory with lower layers a, b and "we:ir,d\\x", an upper
+    and a work directory."""
+    top = shared_dir()
+    for name in ("a", "b", "we:ir,d\\x", "up", "work"):
+        os.mkdir(os.path.join(top, name))
+        os.chmod(os.path.join(top, name), 0o777)
+    for name, data in (("a/only-a", "A"), ("a/both", "from a"), ("b/both", "from b"),
+                       ("we:ir,d\\x/odd", "odd")):
+        with open(os.path.join(top, name), "w") as f:
+            f.write(data)
+    return top
+
+
+def test_overlays_read_only_writable_and_on_a_hidden_tmpfs(as_user):
+    def body():
+        top = _layers()
+        try:
+            ops = sandbox.default_ops() \
+                .overlay("/ro", [top + "/a", top + "/b"]) \
+                .overlay("/rw", [top + "/a", top + "/we:ir,d\\x"], top + "/up", top + "/work") \
+                .overlay("/t", [top + "/a"], "tmp")
+            out = sh("cat /ro/both /ro/only-a; echo; touch /ro/x 2>/dev/null || echo ro;"
+                     "cat /rw/odd; echo w > /rw/new; echo t > /t/new; cat /t/new; ls /t", ops=ops)
+            assert out == "from bA\nro\noddt\nboth\nnew\nonly-a\n"
+            assert sorted(os.listdir(top + "/up")) == ["new"]
+            assert sorted(os.listdir(top + "/a")) == ["both", "only-a"]     # lower untouched
+            mounts = mountinfo_inside(ops)
+            assert mounts["/ro"].fstype == "overlay" and "ro" in mounts["/ro"].options
+            assert {"nosuid", "nodev"} <= set(mounts["/rw"].options)
+            assert "userxattr" in mounts["/t"].super_options
+            # the last lower dir is the top layer, each \ , : escaped
+            assert "lowerdir=%s/we\\134:ir\\134\\054d\\134\\134x:%s/a" % (
+                sandbox._HOST + top, sandbox._HOST + top) in mounts["/rw"].super_options
+            # the tmpfs behind /t is out of reach: nothing at / but what ops made
+            assert ".overlay" not in sh("ls -a /", ops=ops)
+        finally:
+            subprocess.run(["rm", "-rf", top])
+    as_user(body)
+
+
+def test_overlay_failures(as_user):
+    def body():
+        top = _layers()
+        try:
+            with pytest.raises(sandbox.SandboxError, match=r"^Can't make overlay mount on /o with "
+                               r"options upperdir=.*: Overlay directories may not overlap"):
+                run_ok(["/bin/true"], ops=sandbox.default_ops().overlay(
+                    "/o", [top + "/a"], top + "/a", top + "/work"))
+            with pytest.raises(sandbox.SandboxError, match="No such file or directory"):
+                run_ok(["/bin/true"], ops=sandbox.default_ops().overlay("/o", [top + "/none"]))
+        finally:
+            subprocess.run(["rm", "-rf", top])
+        for bad in (sandbox.Overlay("/o", []), sandbox.Overlay("/o", ["rel"]),
+                    sandbox.Overlay("/o", ["/a"], "/up"), sandbox.Overlay("/o", ["/a"], "tmp", "/w"),
+                    sandbox.Overlay("/o", "/a")):
+            with pytest.raises(sandbox.SandboxError):
+                sandbox.Container("/bin/true", ops=sandbox.default_ops() + [bad]).start()
+    as_user(body)
+
+
+def test_bind_from_an_fd(as_user):
+    def body():
+        top = _layers()
+        fd = os.open(top + "/a", os.O_RDONLY | os.O_DIRECTORY)
+        file_fd = os.open(top + "/b/both", os.O_RDONLY)
+        try:
+            ops = sandbox.default_ops().bind_fd(fd, "/from-fd", sandbox.BindWritable) \
+                .bind_fd(file_fd, "/file-from-fd")
+            assert sh("cat /from-fd/only-a /file-from-fd; touch /from-fd/made", ops=ops) == \
+                "Afrom b"
+            assert os.path.exists(top + "/a/made")
+            mounts = mountinfo_inside(ops)
+            assert "ro" in mounts["/file-from-fd"].options and "rw" in mounts["/from-fd"].options
+            # What is bound is checked to be the fd's own file (bubblewrap's race check).
+            race = sandbox._BoundFd._from_values((top + "/b", "/x", 0, (0, 0)))
+            with pytest.raises(sandbox.SandboxError, match="^Race condition binding dirfd"):
+                run_ok(["/bin/true"], ops=sandbox.default_ops() + [race])
+            with pytest.raises(sandbox.SandboxError, match="not a directory or file"):
+                run_ok(["/bin/true"], ops=sandbox.default_ops().bind_fd(0, "/x"),
+                       stdin=subprocess.DEVNULL)
+        finally:
+            _close_fds([fd, file_fd])
+            subprocess.run(["rm", "-rf", top])
+    as_user(body)
+
+
+def test_cli_overlays_and_bind_fd(cli):
+    top = _layers()
+    fd = os.open(top + "/b", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        cp = cli("--ro-bind", "/", "/", "--tmpfs", "/tmp",
+                 "--overlay-src", top + "/a", "--overlay-src", top + "/b", "--ro-overlay", "/tmp/ro",
+                 "--overlay-src", top + "/a", "--tmp-overlay", "/tmp/t",
+                 "--overlay-src", top + "/we:ir,d\\x", "--overlay", top + "/up", top + "/work",
+                 "/tmp/rw", "--ro-bind-fd", str(fd), "/tmp/fd",
+                 "--", "sh", "-c", "cat /tmp/ro/both /tmp/rw/odd /tmp/fd/both; echo x > /tmp/t/x;"
+                 "echo y > /tmp/rw/y; cat /tmp/t/x", pass_fds=[fd])
+        assert cp.returncode == 0, cp
+        assert cp.stdout == b"from boddfrom bx\n"
+        assert os.listdir(top + "/up") == ["y"]
+    finally:
+        os.close(fd)
+        subprocess.run(["rm", "-rf", top])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--overlay", "/u", "/w", "/d", "true"], b"--overlay requires at least one --overlay-src"),
+    (["--tmp-overlay", "/d", "true"], b"--tmp-overlay requires at least one --overlay-src"),
+    (["--overlay-src", "/a", "--ro-overlay", "/d", "true"],
+     b"--ro-overlay requires at least two --overlay-src"),
+    (["--overlay-src", "/a", "--dir", "/d", "true"], b"--overlay-src must be followed by another "
+     b"--overlay-src or one of --overlay, --tmp-overlay, or --ro-overlay"),
+    (["--overlay-src", "/a", "true"], b"--overlay-src must be followed by another "
+     b"--overlay-src or one of --overlay, --tmp-overlay, or --ro-overlay"),
+    (["--overlay", "/a", "/b"], b"--overlay takes three arguments"),
+    (["--ro-bind-fd", "1"], b"--bind-fd takes two arguments"),
+    (["--bind-fd", "-1", "/x", "true"], b"Invalid fd: -1"),
+])
+def test_cli_bad_overlays_and_bind_fds(cli, args, message):
+    cp = cli(*args)
+    assert cp.returncode == 2 and cp.stderr == b"sandbox: " + message + b" (see --help)\n", cp
+
+
 def test_cli_files_data_chmod_and_remount(cli):
     fds = [_pipe_with(b"one"), _pipe_with(b"two"), _pipe_with(b"three"), _pipe_with(b"four")]
     try:
