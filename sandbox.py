@@ -24,8 +24,10 @@ import errno
 import fcntl
 import gc
 import io
+import itertools
 import marshal
 import os
+import resource
 import select
 import signal
 import socket
@@ -53,6 +55,8 @@ __all__ = [
     "BindOptional", "BindWritable", "BindDevice",
     # seccomp rules by name and group
     "Rule", "Arg", "SYSCALLS", "syscall_group",
+    # limits and the run report
+    "Limits", "Report",
 ]
 
 
@@ -3390,6 +3394,18 @@ def _op_record(op):
 # ---------------------------------------------------------------------------
 # Limits and Landlock: what the command may use and reach once it runs.
 #
+# Limits (SPEC section 5) hold for every caller with nothing to configure.
+# rlimits are set by PID 1 inside the sandbox's own user namespace, so a
+# process count (RLIMIT_NPROC, counted per user namespace and uid since
+# Linux 5.14) counts that sandbox's processes only.  Where a cgroup can be used (a
+# cgroup2 directory the caller can write, or a root caller on a host with
+# controllers, v2 or v1), a child cgroup per sandbox carries the memory and
+# process limits for the whole sandbox: init joins it before anything else
+# runs, and the caller reads its figures, kills what is left and removes
+# it at the end.  A limit the host cannot enforce is an error, never off.
+# The Report says how the run ended; PID 1 measures it (it reaps
+# everything) and the cgroup adds what only it knows.
+#
 # Landlock (SPEC section 6) confines the command to the tree the operations
 # built.  Each operation says, with landlock_rule(), what the command may do
 # beneath what it mounted: read and execute beneath a read-only bind;
@@ -3405,6 +3421,547 @@ def _op_record(op):
 # and connect can be limited to given ports.  "auto" (the default) takes what
 # the kernel has, "require" fails where it has no Landlock, "off" uses none.
 # ---------------------------------------------------------------------------
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_RLIM_MAX = 2**63 - 1
+_RLIMIT_NAMES = {name[7:]: getattr(resource, name) for name in dir(resource)
+                 if name.startswith("RLIMIT_") and name != "RLIMIT_OFILE"}
+
+
+def _parse_size(value, what):
+    """Bytes from an int or a string like "512M", "1.5G", "64KiB", "100"."""
+    if isinstance(value, bool):
+        raise SandboxError("%s: invalid size %r" % (what, value), errno.EINVAL)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().upper()
+        for suffix in ("IB", "B"):
+            if text.endswith(suffix) and len(text) > len(suffix):
+                text = text[:-len(suffix)]
+                break
+        unit = text[-1:] if text[-1:] in _SIZE_UNITS and text[-1:] else ""
+        digits = text[:-1] if unit else text
+        try:
+            number = int(float(digits) * _SIZE_UNITS[unit]) if "." in digits else \
+                int(digits) * _SIZE_UNITS[unit]
+        except ValueError:
+            raise SandboxError("%s: invalid size %r" % (what, value), errno.EINVAL)
+    else:
+        raise SandboxError("%s: invalid size %r" % (what, value), errno.EINVAL)
+    if not 0 <= number <= _RLIM_MAX:
+        raise SandboxError("%s: size %r is out of range" % (what, value), errno.EINVAL)
+    return number
+
+
+def _parse_count(value, what, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _RLIM_MAX:
+        raise SandboxError("%s: invalid number %r" % (what, value), errno.EINVAL)
+    return value
+
+
+def _parse_seconds(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0 < value < 10**9 or value != value:
+        raise SandboxError("%s: invalid number of seconds %r" % (what, value), errno.EINVAL)
+    return float(value)
+
+
+def _rlimit_number(name, what):
+    key = name.upper() if isinstance(name, str) else None
+    if key is not None and key.startswith("RLIMIT_"):
+        key = key[7:]
+    if key not in _RLIMIT_NAMES:
+        raise SandboxError("%s: unknown resource %r" % (what, name), errno.EINVAL)
+    return _RLIMIT_NAMES[key]
+
+
+def _rlimit_name(number):
+    return "RLIMIT_" + min(k for k, v in _RLIMIT_NAMES.items() if v == number)
+
+
+def _rlimit_value(value, what):
+    if value is None or value == resource.RLIM_INFINITY or value == "unlimited":
+        return resource.RLIM_INFINITY
+    return _parse_size(value, what)
+
+
+class Limits:
+    """What a sandbox may use.  Sizes in bytes or strings like "512M";
+    seconds as numbers; rlimits a dict of RLIMIT_* names (or resource
+    numbers) to (soft, hard), or to one value for both.  `pids` counts the
+    command's processes (the sandbox's init is not one of them); `cpu_time`
+    is per process, in whole seconds (rounded up), the command getting
+    SIGXCPU at the limit and SIGKILL a second later; `wall_time` kills the
+    whole sandbox at the deadline; `core` is the core file size (0: none)."""
+
+    _FIELDS = ("memory", "pids", "cpu_time", "wall_time", "file_size", "open_files",
+               "core", "rlimits")
+
+    def __init__(self, memory=None, pids=None, cpu_time=None, wall_time=None,
+                 file_size=None, open_files=None, core=0, rlimits=None):
+        self.memory, self.pids, self.cpu_time = memory, pids, cpu_time
+        self.wall_time, self.file_size, self.open_files = wall_time, file_size, open_files
+        self.core, self.rlimits = core, rlimits
+
+    def __repr__(self):
+        return "Limits(%s)" % ", ".join("%s=%r" % (name, getattr(self, name))
+                                         for name in self._FIELDS
+                                         if getattr(self, name) != Limits().__dict__[name])
+
+    def __eq__(self, other):
+        return isinstance(other, Limits) and all(
+            getattr(self, name) == getattr(other, name) for name in self._FIELDS)
+
+    def _checked(self):
+        """The limits in numbers (a dict), or SandboxError naming the field."""
+        out = {
+            "memory": None if self.memory is None else _parse_size(self.memory, "limits.memory"),
+            "pids": None if self.pids is None else _parse_count(self.pids, "limits.pids"),
+            "cpu_time": None if self.cpu_time is None else
+            _parse_seconds(self.cpu_time, "limits.cpu_time"),
+            "wall_time": None if self.wall_time is None else
+            _parse_seconds(self.wall_time, "limits.wall_time"),
+            "file_size": None if self.file_size is None else
+            _parse_size(self.file_size, "limits.file_size"),
+            "open_files": None if self.open_files is None else
+            _parse_count(self.open_files, "limits.open_files"),
+            "core": None if self.core is None else _parse_size(self.core, "limits.core"),
+            "rlimits": {},
+        }
+        if out["memory"] == 0:
+            raise SandboxError("limits.memory: 0 leaves nothing to run in", errno.EINVAL)
+        rlimits = self.rlimits or {}
+        try:
+            items = list(rlimits.items())
+        except AttributeError:
+            raise SandboxError("limits.rlimits: expected a dict, not %s" % type(rlimits).__name__,
+                               errno.EINVAL)
+        for name, value in items:
+            what = "limits.rlimits[%r]" % (name,)
+            number = name if isinstance(name, int) and not isinstance(name, bool) and \
+                name in _RLIMIT_NAMES.values() else _rlimit_number(name, what)
+            pair = value if isinstance(value, (tuple, list)) else (value, value)
+            if len(pair) != 2:
+                raise SandboxError("%s: expected (soft, hard)" % what, errno.EINVAL)
+            soft, hard = (_rlimit_value(v, what) for v in pair)
+            if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
+                raise SandboxError("%s: soft limit above the hard limit" % what, errno.EINVAL)
+            out["rlimits"][number] = (soft, hard)
+        return out
+
+
+class Report:
+    """How a sandbox's run ended (SPEC section 5): `status` is one of
+    exited, signaled, timeout, memory, cpu_time, pids, file_size, output,
+    setup_failed; `exit_code` (when it exited) or `signal` (when a signal
+    ended it); `wall_time`, `cpu_user`, `cpu_system` in seconds and
+    `max_rss` in bytes for the whole sandbox; `memory_peak` (bytes) and
+    `oom_kills` where a cgroup was used (else None); `memory_limit_kind`
+    ("cgroup", "address_space", or None with no memory limit); `truncated`
+    (output was cut at max_output)."""
+
+    FIELDS = ("status", "exit_code", "signal", "wall_time", "cpu_user", "cpu_system",
+              "max_rss", "memory_peak", "oom_kills", "memory_limit_kind", "truncated")
+
+    def __init__(self, status="exited", exit_code=None, signal=None, wall_time=0.0,
+                 cpu_user=0.0, cpu_system=0.0, max_rss=0, memory_peak=None, oom_kills=None,
+                 memory_limit_kind=None, truncated=False):
+        self.status, self.exit_code, self.signal = status, exit_code, signal
+        self.wall_time, self.cpu_user, self.cpu_system = wall_time, cpu_user, cpu_system
+        self.max_rss, self.memory_peak, self.oom_kills = max_rss, memory_peak, oom_kills
+        self.memory_limit_kind, self.truncated = memory_limit_kind, truncated
+
+    def as_dict(self):
+        return dict((name, getattr(self, name)) for name in self.FIELDS)
+
+    def json(self):
+        """One line of JSON (what --report-fd writes)."""
+        import json     # the caller's side only; not worth the helper's memory
+        return json.dumps(self.as_dict())
+
+    def __repr__(self):
+        return "Report(%s)" % ", ".join("%s=%r" % item for item in self.as_dict().items())
+
+    def __eq__(self, other):
+        return isinstance(other, Report) and self.as_dict() == other.as_dict()
+
+
+def _limits_for_init(checked, cgroup_covers, host_uid):
+    """What PID 1 sets: {"rlimits": [(resource, (soft, hard))...] for PID 1
+    and the command, "command_rlimits" for the command only (address
+    space and open files, which would hamper PID 1), "wall_time", "cpu_time"
+    (the soft limit, to tell its SIGKILL from another), "reap_worker" (a
+    process count must not count the worker)}."""
+    rlimits = dict(checked["rlimits"])
+
+    def put(number, value, field):
+        if number in rlimits and field != "core":
+            raise SandboxError("limits: rlimits[%s] and %s both set it" % (
+                _rlimit_name(number), field), errno.EINVAL)
+        rlimits.setdefault(number, value)
+
+    cpu = None
+    if checked["cpu_time"] is not None:
+        cpu = int(-(-checked["cpu_time"] // 1))
+        put(resource.RLIMIT_CPU, (cpu, cpu + 1), "cpu_time")
+    if checked["memory"] is not None and "memory" not in cgroup_covers:
+        put(resource.RLIMIT_AS, (checked["memory"],) * 2, "memory")
+    if checked["pids"] is not None and "pids" not in cgroup_covers:
+        if host_uid == 0:
+            raise SandboxError(
+                "limits.pids: the sandbox runs as host uid 0, which RLIMIT_NPROC does not "
+                "count, and no cgroup with the pids controller is available (give cgroup=)",
+                errno.EPERM)
+        put(resource.RLIMIT_NPROC, (checked["pids"] + 1,) * 2, "pids")
+    if checked["file_size"] is not None:
+        put(resource.RLIMIT_FSIZE, (checked["file_size"],) * 2, "file_size")
+    if checked["open_files"] is not None:
+        put(resource.RLIMIT_NOFILE, (checked["open_files"],) * 2, "open_files")
+    if checked["core"] is not None:
+        put(resource.RLIMIT_CORE, (checked["core"],) * 2, "core")
+    for number, (soft, hard) in rlimits.items():
+        _, caller_hard = resource.getrlimit(number)
+        if caller_hard != resource.RLIM_INFINITY and (
+                hard == resource.RLIM_INFINITY or hard > caller_hard):
+            raise SandboxError("limits: %s hard limit %s is above this process's (%d), which "
+                               "the sandbox cannot raise" % (_rlimit_name(number), hard,
+                                                             caller_hard), errno.EPERM)
+    command_only = [(number, rlimits.pop(number)) for number in
+                    (resource.RLIMIT_AS, resource.RLIMIT_NOFILE) if number in rlimits]
+    return {"rlimits": sorted(rlimits.items()), "command_rlimits": command_only,
+            "wall_time": checked["wall_time"], "cpu_time": cpu,
+            "reap_worker": checked["pids"] is not None}
+
+
+def _set_rlimits(limits):
+    """PID 1, at request time: the limits it and the command hold (none
+    of them can be raised again without CAP_SYS_RESOURCE on the host)."""
+    for number, pair in limits["rlimits"]:
+        try:
+            resource.setrlimit(number, pair)
+        except (OSError, ValueError) as err:
+            _fail("rlimits: setting %s to %s" % (_rlimit_name(number), pair),
+                getattr(err, "errno", None) or errno.EINVAL)
+
+
+def _end_of_run(status, command_rusage, limits, timed_out):
+    """What ended the command, as far as PID 1 can tell: the Report status."""
+    if timed_out:
+        return "timeout"
+    if not os.WIFSIGNALED(status):
+        return "exited"
+    sig = os.WTERMSIG(status)
+    if sig == signal.SIGXFSZ:
+        return "file_size"
+    if sig == signal.SIGXCPU or (
+            sig == signal.SIGKILL and limits is not None and limits["cpu_time"] is not None
+            and command_rusage is not None
+            and command_rusage.ru_utime + command_rusage.ru_stime >= limits["cpu_time"]):
+        return "cpu_time"
+    return "signaled"
+
+
+_LIMITED_CONTROLLERS = ("memory", "pids")
+_cgroup_serial = itertools.count(1)
+
+
+def _read_cgroup_file(dir_fd, name):
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    return os.fsdecode(_read_all(fd))
+
+
+def _write_cgroup_file(dir_fd, name, text, what):
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as err:
+        _fail("%s: writing %r to %s" % (what, text, name), err.errno)
+
+
+def _cgroup_keyed(dir_fd, name):
+    """A "key value" file (memory.events, pids.events, cpu.stat) as a dict,
+    or {} when it cannot be read."""
+    try:
+        fields = (line.split() for line in _read_cgroup_file(dir_fd, name).splitlines())
+        return dict((f[0], int(f[1])) for f in fields if len(f) == 2 and f[1].isdigit())
+    except OSError:
+        return {}
+
+
+def _cgroup_number(dir_fd, name):
+    try:
+        return int(_read_cgroup_file(dir_fd, name).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _CgroupDir:
+    """One child cgroup: `version` 1 or 2, made as `name` under the
+    directory `parent_fd` (shown as `where`), open as `fd`, holding the
+    v1 `controllers` (for v2: those enabled for it)."""
+
+    def __init__(self, version, parent_fd, where, controllers):
+        self.version, self.parent_fd, self.where = version, parent_fd, where
+        self.controllers = set(controllers)
+        self.name = "sandbox-%d-%d" % (os.getpid(), next(_cgroup_serial))
+        self.fd = None
+        try:
+            os.mkdir(self.name, 0o755, dir_fd=parent_fd)
+        except OSError as err:
+            os.close(parent_fd)
+            _fail("cgroup: creating %s/%s" % (where, self.name), err.errno)
+        try:
+            self.fd = os.open(self.name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC,
+                              dir_fd=parent_fd)
+        except OSError as err:
+            self.remove()
+            _fail("cgroup: opening %s/%s" % (where, self.name), err.errno)
+
+    def pids(self):
+        try:
+            return [int(pid) for pid in _read_cgroup_file(self.fd, "cgroup.procs").split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill_all(self):
+        """Kill whatever is left in it: cgroup.kill on v2, else each pid
+        listed, until none is."""
+        if self.version == 2:
+            try:
+                _write_cgroup_file(self.fd, "cgroup.kill", "1", "cgroup")
+                return
+            except SandboxError:
+                pass       # before Linux 5.14
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.001)
+
+    def remove(self):
+        """Empty it and remove it (the init may take a moment to exit)."""
+        if self.fd is not None:
+            self.kill_all()
+            os.close(self.fd)
+            self.fd = None
+        delay = 0.0005
+        for _ in range(60):
+            try:
+                os.rmdir(self.name, dir_fd=self.parent_fd)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as err:
+                if err.errno != errno.EBUSY:
+                    break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        os.close(self.parent_fd)
+
+
+class _SandboxCgroup:
+    """The child cgroup(s) of one sandbox (one on v2, one per controller
+    hierarchy on v1), `covers` naming the limits they carry."""
+
+    def __init__(self, dirs, covers):
+        self.dirs, self.covers = dirs, set(covers)
+
+    @classmethod
+    def in_directory(cls, given, need):
+        """A child of the cgroup2 directory `given` (an fd or a path), which
+        must have the controllers the limits need."""
+        if isinstance(given, (str, bytes, os.PathLike)):
+            where = os.fsdecode(given)
+            try:
+                parent_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError as err:
+                _fail("cgroup: opening %s" % _q(where), err.errno)
+        else:
+            fd = _fd_of(given, "cgroup")
+            if fd is None:
+                raise SandboxError("cgroup: invalid file descriptor %r" % (given,), errno.EBADF)
+            where = "cgroup fd %d" % fd
+            parent_fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        try:
+            try:
+                controllers = set(_read_cgroup_file(parent_fd, "cgroup.controllers").split())
+            except OSError:
+                raise SandboxError("cgroup: %s is not a cgroup2 directory" % _q(where),
+                                   errno.ENOTDIR)
+            for name in sorted(need):
+                if name not in controllers:
+                    raise SandboxError(
+                        "limits.%s: the cgroup2 directory %s has no %s controller "
+                        "(cgroup.controllers: %s)" % (name, _q(where), name,
+                                                      " ".join(sorted(controllers)) or "none"),
+                        errno.EOPNOTSUPP)
+            _enable_controllers(parent_fd, need, where)
+        except BaseException:
+            os.close(parent_fd)
+            raise
+        return cls([_CgroupDir(2, parent_fd, where, need)], need)
+
+    @classmethod
+    def for_root(cls, need):
+        """For a root caller: under its own cgroup in each v1 hierarchy that
+        has a needed controller (plus cpuacct, for the figures), or under
+        the root of a cgroup2 hierarchy that has them; None when the host
+        has none of them."""
+        try:
+            with open("/proc/self/mountinfo", "rb") as f:
+                mounts = parse_mountinfo(os.fsdecode(f.read()))
+            with open("/proc/self/cgroup", "rb") as f:
+                membership = [line.split(":", 2) for line in os.fsdecode(f.read()).splitlines()]
+        except (OSError, SandboxError):
+            return None
+        for entry in mounts:
+            if entry.fstype == "cgroup2":
+                try:
+                    with open(os.path.join(entry.mountpoint, "cgroup.controllers")) as f:
+                        available = set(f.read().split()) & need
+                except OSError:
+                    continue
+                if available == need:
+                    return cls._make([(2, entry.mountpoint, need)], need)
+        paths = dict((frozenset(c.split(",")), path) for _, c, path in
+                     (m for m in membership if len(m) == 3))
+        wanted, covers = [], set()
+        for entry in mounts:
+            if entry.fstype != "cgroup":
+                continue
+            controllers = set(entry.super_options) & (need | {"cpuacct"})
+            own = [path for names, path in paths.items() if controllers and controllers <= names]
+            if controllers and own and os.access(entry.mountpoint, os.W_OK):
+                wanted.append((1, entry.mountpoint + own[0].rstrip("/"), controllers))
+                covers |= controllers & need
+        if not covers:
+            return None
+        return cls._make(wanted, covers)
+
+    @classmethod
+    def _make(cls, wanted, covers):
+        dirs = []
+        try:
+            for version, path, controllers in wanted:
+                try:
+                    parent_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError as err:
+                    _fail("cgroup: opening %s" % _q(path), err.errno)
+                if version == 2:
+                    try:
+                        _enable_controllers(parent_fd, controllers, path)
+                    except BaseException:
+                        os.close(parent_fd)
+                        raise
+                dirs.append(_CgroupDir(version, parent_fd, path, controllers))
+        except BaseException:
+            for d in dirs:
+                d.remove()
+            raise
+        return cls(dirs, covers)
+
+    def _dir_with(self, controller):
+        for d in self.dirs:
+            if d.version == 2 or controller in d.controllers:
+                return d
+        return None
+
+    def set_limits(self, checked):
+        memory, pids = self._dir_with("memory"), self._dir_with("pids")
+        if checked["memory"] is not None and "memory" in self.covers:
+            value = str(checked["memory"])
+            if memory.version == 2:
+                _write_cgroup_file(memory.fd, "memory.max", value, "limits.memory")
+                if os.path.exists("/proc/self/fd/%d/memory.swap.max" % memory.fd):
+                    _write_cgroup_file(memory.fd, "memory.swap.max", "0", "limits.memory")
+            else:
+                _write_cgroup_file(memory.fd, "memory.limit_in_bytes", value, "limits.memory")
+                if os.path.exists("/proc/self/fd/%d/memory.memsw.limit_in_bytes" % memory.fd):
+                    _write_cgroup_file(memory.fd, "memory.memsw.limit_in_bytes", value,
+                                       "limits.memory")
+        if checked["pids"] is not None and "pids" in self.covers:
+            _write_cgroup_file(pids.fd, "pids.max", str(checked["pids"] + 1), "limits.pids")
+
+    def join_fds(self):
+        return [d.fd for d in self.dirs]
+
+    def figures(self):
+        """What the cgroup recorded: {cpu_user, cpu_system (None when it does
+        not count CPU), memory_peak, oom_kills, pids_refused}."""
+        out = {"cpu_user": None, "cpu_system": None, "memory_peak": None,
+               "oom_kills": None, "pids_refused": 0}
+        for d in self.dirs:
+            if d.version == 2:
+                stat = _cgroup_keyed(d.fd, "cpu.stat")
+                if "user_usec" in stat:
+                    out["cpu_user"] = stat["user_usec"] / 1e6
+                    out["cpu_system"] = stat.get("system_usec", 0) / 1e6
+            elif "cpuacct" in d.controllers:
+                user = _cgroup_number(d.fd, "cpuacct.usage_user")
+                system = _cgroup_number(d.fd, "cpuacct.usage_sys")
+                if user is not None and system is not None:
+                    out["cpu_user"], out["cpu_system"] = user / 1e9, system / 1e9
+            if "memory" in d.controllers:
+                if d.version == 2:
+                    out["memory_peak"] = _cgroup_number(d.fd, "memory.peak")
+                    out["oom_kills"] = _cgroup_keyed(d.fd, "memory.events").get("oom_kill", 0)
+                else:
+                    out["memory_peak"] = _cgroup_number(d.fd, "memory.max_usage_in_bytes")
+                    out["oom_kills"] = _cgroup_keyed(d.fd, "memory.oom_control").get("oom_kill", 0)
+            if "pids" in d.controllers:
+                out["pids_refused"] = _cgroup_keyed(d.fd, "pids.events").get("max", 0)
+        return out
+
+    def remove(self):
+        for d in self.dirs:
+            d.remove()
+        self.dirs = []
+
+
+def _enable_controllers(dir_fd, controllers, where):
+    """Enable `controllers` for the children of a cgroup2 directory."""
+    try:
+        enabled = set(_read_cgroup_file(dir_fd, "cgroup.subtree_control").split())
+    except OSError as err:
+        _fail("cgroup: reading %s/cgroup.subtree_control" % where, err.errno)
+    missing = sorted(set(controllers) - enabled)
+    if missing:
+        _write_cgroup_file(dir_fd, "cgroup.subtree_control",
+                           " ".join("+" + name for name in missing),
+                           "cgroup: enabling %s in %s" % (" ".join(missing), where))
+
+
+def _plan_limits(checked, given_cgroup, host_uid):
+    """(what PID 1 sets or None, the sandbox's child cgroup or None)."""
+    need = set()
+    if checked is not None:
+        need = set(name for name in _LIMITED_CONTROLLERS if checked[name] is not None)
+    cgroup = None
+    if given_cgroup is not None:
+        cgroup = _SandboxCgroup.in_directory(given_cgroup, need)
+    elif need and os.geteuid() == 0:
+        cgroup = _SandboxCgroup.for_root(need)
+    try:
+        for_init = None
+        if checked is not None:
+            for_init = _limits_for_init(checked, cgroup.covers if cgroup else set(), host_uid)
+            if cgroup is not None:
+                cgroup.set_limits(checked)
+    except BaseException:
+        if cgroup is not None:
+            cgroup.remove()
+        raise
+    return for_init, cgroup
+
 
 # The unified syscall numbers: the same on every architecture.
 SYS_landlock_create_ruleset = 444
@@ -3945,6 +4502,8 @@ def _spawn_command(cfg, chan, stdio, extras):
         else:
             search = env.get(b"PATH", _DEFAULT_PATH.encode())
             candidates = [os.path.join(d or b".", path) for d in search.split(b":")]
+        if cfg["limits"] is not None and cfg["limits"]["command_rlimits"]:
+            return _exec_limited(cfg, chan, targets, high, candidates, path)
         for candidate in candidates:
             try:
                 return os.posix_spawn(candidate, cfg["args"], env, file_actions=actions,
@@ -3960,6 +4519,47 @@ def _spawn_command(cfg, chan, stdio, extras):
         os._exit(status)
     finally:
         _close_all(high)
+
+
+def _exec_limited(cfg, chan, targets, high, candidates, what):
+    """The command with limits that only it may hold, in a bare clone of
+    PID 1 that sets them and execs: posix_spawn would map its stack in
+    PID 1's address space, which may be larger than an address-space
+    limit, and moving the fds needs numbers above an open-files limit.
+    Exec failures are reported from the clone, ("exec", errno, what), which
+    exits 127/126 (PID 1 reaps it as the command)."""
+    pid = _clone(0)
+    if pid < 0:
+        _fail("starting the command", ctypes.get_errno())
+    if pid > 0:
+        return pid
+    status = 126
+    try:
+        for sig in _RESET_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        if not cfg["flags"] & FAllowTTY:
+            os.setpgid(0, 0)
+        for target, fd in zip(targets, high):
+            if fd is None:
+                _close_all([target])
+            else:
+                os.dup2(fd, target)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        for number, pair in cfg["limits"]["command_rlimits"]:
+            resource.setrlimit(number, pair)
+        err = errno.ENOENT
+        for candidate in candidates:
+            try:
+                os.execve(candidate, cfg["args"], cfg["env"])
+            except OSError as error:
+                if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    err = error.errno
+        status = 127 if err == errno.ENOENT else 126
+        _send(chan, "exec", err, what)
+    except BaseException as error:
+        _send(chan, "exec", getattr(error, "errno", None) or errno.EINVAL, what)
+    finally:
+        os._exit(status)
 
 
 def _shell_key(cfg, cgroup):
@@ -3986,14 +4586,17 @@ def _init_process(key, keep, cgroup):
     _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
     _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
     if cgroup is not None:
-        fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=cgroup)
-        try:
-            os.write(fd, b"0\n")
-        except OSError as err:
-            _fail("cgroup: joining", err.errno)
-        finally:
-            os.close(fd)
-        os.close(cgroup)
+        # Every child cgroup the sandbox has (one per v1 hierarchy), before
+        # the worker exists: the container starts in them.
+        for directory in cgroup:
+            fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=directory)
+            try:
+                os.write(fd, b"0\n")
+            except OSError as err:
+                _fail("cgroup: joining", err.errno)
+            finally:
+                os.close(fd)
+            os.close(directory)
         _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
 
 
@@ -4016,7 +4619,7 @@ def _init_namespaces(key):
 
 
 _SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet",
-                 "fd_targets")
+                 "fd_targets", "limits")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
@@ -4087,14 +4690,19 @@ def _init_serve(worker, from_worker, filter_program):
         message, fds = _recv_fds(from_worker, 65536)
         from_worker.close()
         if not message:
-            status = _reap(worker)
+            status, usage = _reap(worker)
         else:
             spawn = marshal.loads(message)
             chan, fds = fds[0], fds[1:]
             ruleset = fds.pop() if spawn["landlock"] else None
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
+            limits = spawn["limits"]
             try:
                 _drop_capabilities(spawn["privileged"])
+                if limits is not None:
+                    _set_rlimits(limits)
+                    if limits["reap_worker"]:
+                        os.waitpid(worker, 0)    # a process count is the command's
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
             except BaseException as err:
@@ -4106,7 +4714,8 @@ def _init_serve(worker, from_worker, filter_program):
                 _send(chan, "ready")
             _close_all(stdio + fds)
             # Signals go to the command's whole group, as a terminal sends them.
-            status = _reap(command, command if spawn["flags"] & FAllowTTY else -command)
+            status, usage = _reap(command, command if spawn["flags"] & FAllowTTY else -command,
+                                  worker, limits)
     except BaseException as err:
         if chan is not None:
             _send(chan, "error", "init: %s" % (err,), getattr(err, "errno", 0) or 0)
@@ -4114,7 +4723,7 @@ def _init_serve(worker, from_worker, filter_program):
     if chan is not None:
         # Everything in the namespace has been reaped: the parent may know
         # now, without waiting for the kernel to tear the namespaces down.
-        _send(chan, "exit", status)
+        _send(chan, "exit", status, *usage)
     os._exit(status)
 
 
@@ -4139,7 +4748,7 @@ def _container_init(cfg, chan, stdio, extras, cgroup):
     """Body of a child cloned for this configuration; never returns."""
     try:
         key = _shell_key(cfg, cgroup)
-        keep = [chan] + list(stdio) + list(extras) + [cgroup]
+        keep = [chan] + list(stdio) + list(extras) + list(cgroup or ())
         _init_process(key, [fd for fd in keep if fd is not None], cgroup)
         worker, link = _fork_worker(stdio, extras)
     except BaseException as err:
@@ -4170,7 +4779,7 @@ def _spare_main(key, sock, filter_program, build_ahead):
             if not payload:
                 os._exit(0)
             cfg, taken, memfd = _decode_request(payload, fds)
-            _close_all([memfd, taken["cgroup"]])
+            _close_all([memfd] + taken["cgroup"])
             _set_up(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
                     taken["extras"], link, helper, ahead)
         os.close(sock)
@@ -4185,43 +4794,63 @@ def _wait_status(status):
     return os.WEXITSTATUS(status)
 
 
-def _reap(command, forward_to=None):
+def _reap(command, forward_to=None, worker=None, limits=None):
     """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command (or to
     forward_to, a pid or -pgid), reap everything, and once the command has
-    exited give the rest LINGER_SECONDS, then kill and reap them.  Returns
-    the command's status."""
+    exited give the rest LINGER_SECONDS, then kill and reap them; at the
+    wall-time limit, kill everything.  Returns the command's status and
+    the usage of all but the worker: (Report status, signal or 0, wall
+    time, user and system CPU seconds, max RSS in bytes)."""
     forward_to = command if forward_to is None else forward_to
-    result, deadline = None, None
+    started = time.monotonic()
+    wall_deadline = None if limits is None or limits["wall_time"] is None else \
+        started + limits["wall_time"]
+    raw = command_usage = deadline = None
+    user = system = 0.0
+    max_rss = 0
+    timed_out = False
+    killing = False
     while True:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, 0 if killing else os.WNOHANG)
             except ChildProcessError:
-                return result if result is not None else _SETUP_FAILED
-            if pid == 0:
+                pid = None
+            except InterruptedError:
+                continue
+            if not pid:
                 break
+            if pid != worker:
+                user += usage.ru_utime
+                system += usage.ru_stime
+                max_rss = max(max_rss, usage.ru_maxrss)
             if pid == command:
-                result = _wait_status(status)
+                raw, command_usage = status, usage
                 deadline = time.monotonic() + LINGER_SECONDS
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
+        if pid is None:
+            break           # nothing left to reap
+        limit = deadline if wall_deadline is None or (
+            deadline is not None and deadline < wall_deadline) else wall_deadline
+        if limit is not None:
+            remaining = limit - time.monotonic()
             if remaining <= 0:
+                timed_out = raw is None
                 os.kill(-1, signal.SIGKILL)     # from PID 1: all the others
-                while True:
-                    try:
-                        os.waitpid(-1, 0)
-                    except ChildProcessError:
-                        return result
-                    except InterruptedError:
-                        continue
+                killing = True
+                continue
             info = signal.sigtimedwait(_INIT_SIGNALS, remaining)
         else:
             info = signal.sigwaitinfo(_INIT_SIGNALS)
-        if info is not None and info.si_signo != signal.SIGCHLD and result is None:
+        if info is not None and info.si_signo != signal.SIGCHLD and raw is None:
             try:
                 os.kill(forward_to, info.si_signo)
             except OSError:
                 pass
+    if raw is None:
+        return _SETUP_FAILED, ("setup_failed", 0, 0.0, user, system, max_rss * 1024)
+    return _wait_status(raw), (_end_of_run(raw, command_usage, limits, timed_out),
+                               os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else 0,
+                               time.monotonic() - started, user, system, max_rss * 1024)
 
 
 def _clone_flags(flags, cgroup):
@@ -4504,7 +5133,7 @@ class _HelperServer:
                 except Exception:
                     raise SandboxError("helper: malformed request", errno.EINVAL)
                 pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
-                              taken["extras"], taken["cgroup"])
+                              taken["extras"], taken["cgroup"] or None)
         except SandboxError as err:
             _send(chan, "error", str(err), err.errno or 0)
             _send(chan, "exit", _SETUP_FAILED)    # no process: nothing else will come
@@ -4897,6 +5526,13 @@ class Container:
         self.privileged = False
         self.flags = HardeningFlags(0)
         self.cgroup = None
+        # limits: what the sandbox may use, and the Report of its run
+        self.limits = None
+        self.report = None
+        self._limits = None       # the limits in numbers, from start()
+        self._cgroup = None       # its child cgroup while it exists
+        self._exit_figures = None   # what init's ("exit", ...) measured
+        self._setup_failed = False
         self.extra_files = []
         self._pass_fds = []       # Popen's pass_fds: kept at their own numbers
         self.stdin = self.stdout = self.stderr = None
@@ -4987,6 +5623,16 @@ class Container:
             raise _typed_error(ValueError, "pass_fds: fd %d is also one of extra_files (3..%d)"
                                % (min(set(t for t in targets if targets.count(t) > 1)),
                                   2 + len(self.extra_files)))
+        # limits
+        if self.limits is not None:
+            if not isinstance(self.limits, Limits):
+                raise SandboxError("limits: expected a sandbox.Limits, not %s"
+                                   % type(self.limits).__name__, errno.EINVAL)
+            self._limits = self.limits._checked()
+            fds = max([2] + targets) + 1
+            if self._limits["open_files"] is not None and self._limits["open_files"] < fds:
+                raise SandboxError("limits.open_files: %d is fewer than the %d fds the command "
+                                   "is given" % (self._limits["open_files"], fds), errno.EINVAL)
         self._stage = "started"
 
     def _config(self):
@@ -5027,6 +5673,7 @@ class Container:
             "allow_connect": _check_ports(self.allow_connect, "allow_connect"),
             "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
             "fd_targets": self._fd_targets(),
+            "limits": None,       # limits: set by _request() when there are any
             "filter": _compiled_filter(seccomp, HOST_ARCH, self._seccomp_rules()),
             "user_seccomp": int(bool(self._seccomp_rules())),
         }
@@ -5050,7 +5697,13 @@ class Container:
                  _fd_of(self.stderr, "stderr", 2)]
         extras = [_fd_of(f, "extra_files[%d]" % i) for i, f in enumerate(self.extra_files)]
         extras += [_fd_of(fd, "pass_fds") for fd in self._pass_fds]
-        cgroup = None if self.cgroup is None else _fd_of(self.cgroup, "cgroup")
+        # limits: what PID 1 sets and the child cgroup init joins (none of it
+        # without limits or a cgroup)
+        cgroup = None
+        if self._limits is not None or self.cgroup is not None:
+            cfg["limits"], self._cgroup = _plan_limits(self._limits, self.cgroup,
+                                                       cfg["host_uid"])
+            cgroup = self._cgroup.join_fds() if self._cgroup is not None else None
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._chan = parent_end
         try:
@@ -5058,6 +5711,9 @@ class Container:
                 self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup)
             else:
                 self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
+        except BaseException:
+            self._conclude()
+            raise
         finally:
             child_end.close()
 
@@ -5077,6 +5733,7 @@ class Container:
         else:
             self._handle(message)
         if self.returncode is not None:
+            self._setup_failed = not self._exec_error
             if self._late_error is None and not self._exec_error:
                 self._late_error = SandboxError(
                     "sandbox: init exited with status %s during setup" % self.returncode,
@@ -5093,15 +5750,53 @@ class Container:
         self._stage = "done"
         if self._chan is not None:
             self._chan.close()
+        self._conclude()
+
+    def _conclude(self):
+        """The Report, from init's figures and the cgroup's, which is then
+        emptied and removed; once."""
+        if self.report is not None:
+            return
+        cgroup, self._cgroup = self._cgroup, None
+        figures = cgroup.figures() if cgroup is not None else None
+        if cgroup is not None:
+            cgroup.remove()
+        code = self.returncode
+        report = Report(exit_code=code)
+        if self._exit_figures is not None:
+            (report.status, sig, report.wall_time, report.cpu_user, report.cpu_system,
+             report.max_rss) = self._exit_figures[:6]
+            if sig:
+                report.exit_code, report.signal = None, sig
+        elif code is None or self._late_error is not None:
+            report.status = "setup_failed"
+        elif code > 128:
+            report.status, report.exit_code, report.signal = "signaled", None, code - 128
+        if self._late_error is not None or self._setup_failed:
+            report.status = "setup_failed"
+        limits = self._limits
+        if limits is not None and limits["memory"] is not None:
+            report.memory_limit_kind = "cgroup" if cgroup is not None and \
+                "memory" in cgroup.covers else "address_space"
+        if figures is not None:
+            if figures["cpu_user"] is not None:
+                report.cpu_user, report.cpu_system = figures["cpu_user"], figures["cpu_system"]
+            report.memory_peak, report.oom_kills = figures["memory_peak"], figures["oom_kills"]
+            if report.status != "timeout" and report.status != "setup_failed":
+                if figures["oom_kills"]:
+                    report.status = "memory"
+                elif figures["pids_refused"] and report.status in ("exited", "signaled"):
+                    report.status = "pids"
+        self.report = report
 
     def _submit(self, cfg, chan, stdio, extras, cgroup):
         slots = [("chan", True), ("stdin", stdio[0] is not None),
                  ("stdout", stdio[1] is not None), ("stderr", stdio[2] is not None),
-                 ("extras", len(extras)), ("cgroup", cgroup is not None)]
+                 ("extras", len(extras)), ("cgroup", len(cgroup or ()))]
         if any(fd is None for fd in extras):
             raise SandboxError("extra_files: not open", errno.EBADF)
         payload, memfd = _encode_request(cfg, slots, cgroup)
-        fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + [cgroup]
+        fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + list(cgroup or ())
         try:
             for attempt in (1, 2):
                 try:
@@ -5151,6 +5846,8 @@ class Container:
         kind = message[0]
         if kind == "exit":
             self.returncode = message[1]
+            if len(message) > 2:
+                self._exit_figures = message[2:]
         elif kind == "exec":
             self._exec_error = message
         elif kind == "error":     # init failed after the command was set up
@@ -5227,6 +5924,8 @@ class Container:
             except ChildProcessError:
                 pass
             self._reaped = True
+        if self._cgroup is not None:
+            self._conclude()
 
     def __enter__(self):
         return self
@@ -5428,7 +6127,10 @@ class Popen:
     @property
     def report(self):
         """The run report (sandbox.Report) once the command has ended."""
-        return getattr(self._container, "report", None)
+        report = getattr(self._container, "report", None)
+        if report is not None and self._truncated:
+            report.truncated = True     # (cut before the report existed)
+        return report
 
     # -- waiting
     def poll(self):

@@ -1828,6 +1828,390 @@ def test_cli_bad_uses_of_the_new_options(cli, args, message):
 
 
 
+
+# ---------------------------------------------------------------------------
+# Limits and the run report, with real processes.
+# ---------------------------------------------------------------------------
+
+PY = "/usr/bin/python3"
+MIB = 1 << 20
+
+
+def sandbox_processes(init_pid):
+    """Host pids of init's descendants (the sandbox's processes but init)."""
+    found, todo = [], [init_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            for task in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                    children = [int(c) for c in f.read().split()]
+                found += children
+                todo += children
+        except OSError:
+            pass
+    return found
+
+
+def anonymous_rss_of(pid):
+    """What of a process's memory is its own (file pages may be charged
+    to whoever read them first)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def cmdline_of(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+class Sampler(threading.Thread):
+    """Samples fn() every few milliseconds until stopped; keeps the maximum."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn, self.peak, self.samples, self.done = fn, 0, 0, threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, self.fn())
+            self.samples += 1
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.join()
+
+
+def own_cgroup_children():
+    """The sandbox-* cgroups under this process's own cgroup in each v1
+    hierarchy and in cgroup2 (there should be none once a run ended)."""
+    left = []
+    with open("/proc/self/cgroup") as f:
+        for line in f.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            base = "/sys/fs/cgroup/" + (controllers or "unified") + path
+            if os.path.isdir(base):
+                left += [n for n in os.listdir(base) if n.startswith("sandbox-")]
+    return left
+
+
+@pytest.mark.parametrize("limits, message", [
+    (dict(memory="12X"), "limits.memory: invalid size"),
+    (dict(memory=0), "limits.memory: 0"),
+    (dict(pids=0), "limits.pids: invalid number"),
+    (dict(pids=True), "limits.pids: invalid number"),
+    (dict(cpu_time=-1), "limits.cpu_time: invalid number of seconds"),
+    (dict(wall_time="1"), "limits.wall_time: invalid number of seconds"),
+    (dict(file_size=-5), "limits.file_size: size -5 is out of range"),
+    (dict(open_files=2), "limits.open_files: 2 is fewer than the 3 fds"),
+    (dict(rlimits={"NOPE": 1}), "unknown resource 'NOPE'"),
+    (dict(rlimits={"RLIMIT_STACK": (2 * MIB, MIB)}), "soft limit above the hard limit"),
+    (dict(rlimits={"NOFILE": 64}, open_files=64), "rlimits[RLIMIT_NOFILE] and open_files both"),
+    (dict(rlimits=[1]), "limits.rlimits: expected a dict"),
+])
+def test_bad_limits_are_refused_before_anything_starts(limits, message):
+    with pytest.raises(sandbox.SandboxError) as info:
+        sandbox.run(["/bin/true"], limits=sandbox.Limits(**limits))
+    assert message in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(sandbox.SandboxError, match="expected a sandbox.Limits"):
+        sandbox.run(["/bin/true"], limits={"memory": 1})
+
+
+def test_sizes_and_limits_print():
+    parse = sandbox._parse_size
+    assert [parse(v, "x") for v in (4096, "4096", "64K", "64KiB", "512M", "1.5G", "2g", "1T")] == \
+        [4096, 4096, 64 << 10, 64 << 10, 512 << 20, 3 << 29, 2 << 30, 1 << 40]
+    assert repr(sandbox.Limits(memory="512M", pids=8)) == "Limits(memory='512M', pids=8)"
+    assert sandbox.Limits(pids=8) == sandbox.Limits(pids=8) != sandbox.Limits(pids=9)
+
+
+def test_rlimits_are_set_inside(as_user):
+    def body():
+        limits = sandbox.Limits(open_files=40, file_size="1M", cpu_time=7,
+                                rlimits={"RLIMIT_STACK": ("1M", "2M"), "msgqueue": 4096})
+        out = sh("ulimit -n; ulimit -f; ulimit -t; ulimit -s; ulimit -c; "
+                 "grep msgqueue /proc/self/limits", limits=limits)
+        assert out.split()[:5] == ["40", "2048", "7", "1024", "0"]
+        assert out.split()[-3:] == ["4096", "4096", "bytes"]
+        # with no limits the command keeps what the caller has
+        assert sh("ulimit -n").strip() == str(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    as_user(body)
+
+
+BOMB = textwrap.dedent("""\
+    import os, time
+    made = refused = 0
+    for _ in range(200):            # bounded: a failure cannot take the host down
+        try:
+            pid = os.fork()
+        except OSError:
+            refused += 1
+            continue
+        if pid == 0:
+            time.sleep(2)
+            os._exit(0)
+        made += 1
+    print(made, refused, flush=True)
+    """)
+
+
+def test_a_fork_bomb_stays_under_its_process_limit(as_user):
+    def body():
+        # Another sandbox of the same caller holds 10 processes meanwhile:
+        # the limit counts each sandbox's own processes only.
+        other = sandbox.Container("/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do "
+                                  "sleep 30 & done; wait", ops=sandbox.default_ops())
+        other.env, other.limits = ENV, sandbox.Limits(pids=20)
+        other.start()
+        other.serve()
+        try:
+            for _ in range(500):
+                if len(sandbox_processes(other.pid)) >= 11:
+                    break
+                time.sleep(0.01)
+            bomb = sandbox.Container(PY, "-c", BOMB, ops=sandbox.default_ops())
+            bomb.env, bomb.limits = ENV, sandbox.Limits(pids=20, wall_time=30)
+            r, w = os.pipe()
+            bomb.stdout = w
+            bomb.start()
+            bomb.serve()
+            os.close(w)
+            # the host's view: every process of the bomb's sandbox but its init
+            with Sampler(lambda: len(sandbox_processes(bomb.pid))) as sampler:
+                bomb.wait()
+            output = _read_all(r)
+        finally:
+            other.close()
+        made, refused = map(int, output.split())
+        assert (made, refused) == (19, 181), output      # the command and 19 children
+        assert 0 < sampler.peak <= 20 and sampler.samples > 0
+        cp = bomb
+        # root's sandbox is counted by its cgroup (host uid 0 is exempt from
+        # RLIMIT_NPROC), which says it refused forks; RLIMIT_NPROC does not tell
+        assert cp.report.status == ("pids" if os.geteuid() == 0 else "exited")
+        assert cp.returncode == 0 and cp.report.exit_code == 0
+    as_user(body)
+
+
+def _read_all(fd):
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+ALLOCATE = textwrap.dedent("""\
+    chunks = []
+    for _ in range(512):
+        chunks.append(b"x" * (1 << 20))     # 512 MiB, every page written
+    print("allocated")
+    """)
+
+
+def test_memory_limit_holds_and_the_host_never_sees_more(as_user):
+    def body():
+        c = sandbox.Container(PY, "-c", ALLOCATE, ops=sandbox.default_ops())
+        c.env, c.limits = ENV, sandbox.Limits(memory="64M", wall_time=60)
+        null = os.open(os.devnull, os.O_WRONLY)
+        c.stdout = c.stderr = null
+        c.start()
+        c.serve()
+        os.close(null)
+        # (a process not yet the command is init's clone, its pages init's)
+        with Sampler(lambda: sum(anonymous_rss_of(p) for p in sandbox_processes(c.pid)
+                                 if b"chunks.append" in cmdline_of(p))) as sampler:
+            status = c.wait()
+        report = c.report
+        assert status != 0 and sampler.samples > 0
+        assert 0 < sampler.peak <= 64 * MIB, sampler.peak
+        if os.geteuid() == 0:          # v1 memory controller here: the whole sandbox
+            assert report.memory_limit_kind == "cgroup"
+            assert report.status == "memory" and report.oom_kills >= 1
+            assert report.memory_peak <= 64 * MIB and status == 128 + signal.SIGKILL
+            assert own_cgroup_children() == []
+        else:                           # RLIMIT_AS: the allocation fails
+            assert report.memory_limit_kind == "address_space"
+            assert report.status == "exited" and report.exit_code == 1
+            assert report.memory_peak is None and report.oom_kills is None
+    as_user(body)
+
+
+def test_a_busy_loop_ends_at_its_cpu_time(as_user):
+    def body():
+        cp = sandbox.run(["/bin/sh", "-c", "while :; do :; done"], env=ENV,
+                         limits=sandbox.Limits(cpu_time=1, wall_time=60))
+        assert cp.report.status == "cpu_time" and cp.report.signal == signal.SIGXCPU
+        assert cp.returncode == 128 + signal.SIGXCPU
+        assert 0.5 <= cp.report.cpu_user + cp.report.cpu_system < 30
+    as_user(body)
+
+
+def test_wall_time_kills_the_whole_sandbox(as_user):
+    def body():
+        started = time.monotonic()
+        cp = sandbox.run(["/bin/sh", "-c", "sleep 30 & sleep 30"], env=ENV,
+                         limits=sandbox.Limits(wall_time=1))
+        assert time.monotonic() - started < 20
+        assert cp.report.status == "timeout" and cp.returncode == 128 + signal.SIGKILL
+        assert 1.0 <= cp.report.wall_time < 20
+    as_user(body)
+
+
+def test_file_size_and_open_files_hold(as_user):
+    def body():
+        limits = sandbox.Limits(file_size="1M")
+        cp = sandbox.run(["/bin/sh", "-c", "exec head -c 2000000 /dev/zero > /tmp/big"],
+                         env=ENV, limits=limits)
+        assert cp.report.status == "file_size" and cp.report.signal == signal.SIGXFSZ
+        out = sh("head -c 2000000 /dev/zero > /tmp/big; stat -c %s /tmp/big", limits=limits)
+        assert out.split()[-1] == str(MIB)
+        opened = textwrap.dedent("""\
+            import errno
+            files = []
+            try:
+                while True:
+                    files.append(open("/dev/null"))
+            except OSError as err:
+                print(len(files), errno.errorcode[err.errno])
+            """)
+        limits = sandbox.Limits(open_files=10)
+        assert run_ok([PY, "-c", opened], limits=limits).split() == ["7", "EMFILE"]
+    as_user(body)
+
+
+CPU_BURN = textwrap.dedent("""\
+    import time
+    start = time.process_time()
+    while time.process_time() - start < 0.5:
+        for _ in range(20000):
+            pass
+    """)
+TOUCH_100M = "b = bytearray(100 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+
+
+def test_report_figures_for_known_workloads(as_user):
+    def body():
+        burn = sandbox.run([PY, "-c", CPU_BURN], env=ENV)
+        assert burn.returncode == 0 and isinstance(burn, sandbox.CompletedProcess)
+        assert isinstance(burn, subprocess.CompletedProcess)
+        report = burn.report
+        assert report.status == "exited" and report.exit_code == 0 and report.signal is None
+        assert 0.3 <= report.cpu_user <= 3 and report.cpu_system < 3
+        assert report.wall_time >= 0.4
+        assert report.memory_limit_kind is None and report.truncated is False
+        touch = sandbox.run([PY, "-c", TOUCH_100M], env=ENV)
+        assert touch.returncode == 0 and touch.report.max_rss >= 100 * MIB
+        killed = sandbox.run(["/bin/sh", "-c", "kill -TERM $$"], env=ENV)
+        assert (killed.report.status, killed.report.signal, killed.report.exit_code) == \
+            ("signaled", signal.SIGTERM, None)
+        assert sandbox.run(["/bin/sh", "-c", "exit 3"]).report.exit_code == 3
+        c = running_sleeper()
+        c.kill()
+        c.wait()
+        assert c.report.status == "signaled" and c.report.signal == signal.SIGKILL
+        d = json.loads(report.json())
+        assert list(d) == list(sandbox.Report.FIELDS) and d["status"] == "exited"
+    as_user(body)
+
+
+def test_a_setup_failure_has_a_report(as_user):
+    def body():
+        c = sandbox.Container("/bin/true", ops=sandbox.Ops().bind("/nonexistent-x", "/x"))
+        c.start()
+        with pytest.raises(sandbox.SandboxError):
+            c.serve()
+        assert c.report.status == "setup_failed"
+    as_user(body)
+
+
+def _delegated_cgroup2(owner):
+    """A cgroup2 directory under /sys/fs/cgroup/unified for the test, owned
+    (delegated) by `owner`, with a leaf `caller` for the test's process."""
+    path = "/sys/fs/cgroup/unified/sandbox-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+    os.mkdir(path)
+    os.mkdir(path + "/caller")
+    for name in ("", "/cgroup.procs", "/cgroup.subtree_control", "/cgroup.threads",
+                 "/caller", "/caller/cgroup.procs"):
+        os.chown(path + name, owner, owner)
+    return path
+
+
+def _remove_cgroup_tree(path):
+    for _ in range(200):
+        try:
+            for name in os.listdir(path):
+                if os.path.isdir(os.path.join(path, name)):
+                    os.rmdir(os.path.join(path, name))
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.02)      # the test child's helper is still leaving
+    pytest.fail("could not remove %s" % path)
+
+
+@pytest.mark.parametrize("who", ["caller", "nobody"])
+def test_a_cgroup2_directory_gets_a_child_cgroup_per_sandbox(who):
+    if os.geteuid() != 0 or not os.path.exists("/sys/fs/cgroup/unified/cgroup.procs"):
+        pytest.skip("needs root and the cgroup2 hierarchy at /sys/fs/cgroup/unified")
+    path = _delegated_cgroup2(NOBODY if who == "nobody" else 0)
+
+    def body():
+        with open(path + "/caller/cgroup.procs", "w") as f:
+            f.write("0")       # a delegated subtree's user runs inside it
+        if who == "nobody":
+            _drop_to_nobody()
+        c = sandbox.Container("/bin/sh", "-c", "cat /proc/self/cgroup; echo end; sleep 30",
+                              ops=sandbox.default_ops())
+        c.env, c.cgroup, c.stdout = ENV, path, subprocess.PIPE
+        r, w = os.pipe()
+        c.stdout = w
+        c.start()
+        c.serve()
+        os.close(w)
+        first = b""
+        while not first.endswith(b"end\n"):
+            first += os.read(r, 4096)
+        children = [n for n in os.listdir(path) if n.startswith("sandbox-")]
+        assert len(children) == 1 and b"\n0::/\n" in b"\n" + first   # its own cgroup namespace
+        with open(os.path.join(path, children[0], "cgroup.procs")) as f:
+            inside = [int(p) for p in f.read().split()]
+        assert c.pid in inside and set(sandbox_processes(c.pid)) <= set(inside)
+        c.kill()
+        c.wait()
+        os.close(r)
+        assert [n for n in os.listdir(path) if n.startswith("sandbox-")] == []
+        burn = sandbox.run([PY, "-c", CPU_BURN], env=ENV, cgroup=path)
+        assert 0.3 <= burn.report.cpu_user <= 3       # from the cgroup's cpu.stat
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for field in ("memory", "pids"):
+                with pytest.raises(sandbox.SandboxError) as info:
+                    sandbox.run(["/bin/true"], cgroup=fd,
+                                limits=sandbox.Limits(**{field: 64 * MIB}))
+                message = str(info.value)
+                assert message.startswith("limits.%s: the cgroup2 directory " % field)
+                assert message.endswith("has no %s controller (cgroup.controllers: none)" % field)
+        finally:
+            os.close(fd)
+        assert [n for n in os.listdir(path) if n.startswith("sandbox-")] == []
+    try:
+        _run_forked(body, drop=False)
+    finally:
+        _remove_cgroup_tree(path)
+
+
 # ---------------------------------------------------------------------------
 # The helper process.
 # ---------------------------------------------------------------------------
