@@ -1827,8 +1827,6 @@ def test_cli_bad_uses_of_the_new_options(cli, args, message):
     assert cp.returncode == 2 and cp.stderr == b"sandbox: " + message + b" (see --help)\n", cp
 
 
-
-
 # ---------------------------------------------------------------------------
 # Limits and the run report, with real processes.
 # ---------------------------------------------------------------------------
