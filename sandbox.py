@@ -12,8 +12,10 @@ filter compiled to BPF by this module.
 Layout, top-down: kernel constants and the ctypes binding; the seccomp
 compiler (syscall table, rules, BPF code generation, interpreter,
 disassembler); mountinfo parsing; the operations; the container's init;
-the helper process that forks containers; the parent-side Container and
-run(); the command line.
+the helper process that forks containers; the parent-side Container;
+Popen, run() and CompletedProcess (subprocess's shape); asyncio's
+create_subprocess_exec() and run_async(); the host check (check(),
+--check); the command line.
 """
 
 import codecs
