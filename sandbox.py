@@ -6178,7 +6178,7 @@ class Popen:
         return kept["stdout"], kept["stderr"]
 
     def _start_communication(self, input):
-        if self.stdin is not None:
+        if self.stdin is not None and not self.stdin.closed:
             if input is not None:
                 if self.text_mode and not isinstance(input, str):
                     raise _typed_error(TypeError, "input: write() argument must be str, not %s"
@@ -6197,8 +6197,9 @@ class Popen:
             stream = getattr(self, name)
             if stream is not None:
                 state["chunks"][name], state["sizes"][name] = [], 0
-                state["reading"][stream.fileno()] = name
-        if self.stdin is not None:
+                if not stream.closed:
+                    state["reading"][stream.fileno()] = name
+        if self.stdin is not None and not self.stdin.closed:
             if input:
                 state["pending"] = memoryview(input).cast("B")
                 os.set_blocking(self.stdin.fileno(), False)
