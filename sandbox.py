@@ -5994,6 +5994,7 @@ class Popen:
         self._pipes = {}           # name -> our end, until a file object owns it
         self._state = None         # communicate()'s, kept across a timeout
         self._truncated = []
+        self._started_at = time.monotonic()
         if text is not None and universal_newlines is not None and \
                 bool(universal_newlines) != bool(text):
             raise subprocess.SubprocessError(
@@ -6174,7 +6175,6 @@ class Popen:
                 data = b"".join(chunks[name])
                 kept[name] = self._decode(name, data) if self.text_mode else data
         self.wait(None if deadline is None else max(0, deadline - time.monotonic()))
-        self._mark_truncated(self._truncated)
         return kept["stdout"], kept["stderr"]
 
     def _start_communication(self, input):
@@ -6263,17 +6263,6 @@ class Popen:
             state["chunks"][name].append(data)
             state["sizes"][name] += len(data)
 
-    def _mark_truncated(self, truncated):
-        """After the end: the report says whether a stream was cut at
-        max_output.  Its status stays what ended the run (the rest was read
-        and dropped: output never ends it)."""
-        report = self.report
-        if report is not None and truncated:
-            try:
-                report.truncated = True
-            except AttributeError:
-                pass
-
     @property
     def truncated(self):
         """Names of the streams cut at max_output ("stdout", "stderr")."""
@@ -6318,6 +6307,15 @@ class Popen:
                     raise
 
 
+def _timed_out(report, started):
+    """The report of a run that its timeout ended (killed whole: init could
+    not measure its own time)."""
+    if report is not None:
+        report.status, report.exit_code, report.signal = "timeout", None, int(signal.SIGKILL)
+        report.wall_time = report.wall_time or time.monotonic() - started
+    return report
+
+
 def run(args, ops=None, *, input=None, capture_output=False, timeout=None, check=False,
         max_output=None, **kwargs):
     """Run args in a sandbox, like subprocess.run: the same arguments where
@@ -6337,9 +6335,10 @@ def run(args, ops=None, *, input=None, capture_output=False, timeout=None, check
     with Popen(args, ops=ops, max_output=max_output, _mode="run", **kwargs) as process:
         try:
             stdout, stderr = process.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as err:
             process.kill()
             process._container.wait()
+            err.report = _timed_out(process.report, process._started_at)
             raise
         except BaseException:
             process.kill()
@@ -6392,7 +6391,12 @@ class _AsyncProcess:
 
     @property
     def report(self):
-        return getattr(self._container, "report", None)
+        """The run report (sandbox.Report) once the command has ended; its
+        status stays what ended the run (max_output never ends it)."""
+        report = self._container.report
+        if report is not None and self._truncated:
+            report.truncated = True
+        return report
 
     @property
     def truncated(self):
@@ -6461,7 +6465,6 @@ class _AsyncProcess:
         import asyncio
         await asyncio.gather(self._feed(input), self._collect("stdout"), self._collect("stderr"))
         await self.wait()
-        self._popen._mark_truncated(self._truncated)
         return (b"".join(self._chunks["stdout"]) if self.stdout is not None else None,
                 b"".join(self._chunks["stderr"]) if self.stderr is not None else None)
 
@@ -6597,7 +6600,9 @@ async def run_async(args, ops=None, *, input=None, capture_output=False, timeout
         await process.wait()
         process._close_transports()
         output = process.partial_output()
-        raise subprocess.TimeoutExpired(args, timeout, output[0], output[1]) from None
+        err = subprocess.TimeoutExpired(args, timeout, output[0], output[1])
+        err.report = _timed_out(process.report, process._popen._started_at)
+        raise err from None
     except BaseException:
         process.kill()
         await process.wait()

@@ -4023,6 +4023,7 @@ def test_timeout_leaves_nothing_running(as_user):
             sandbox.run(["/bin/sh", "-c", "echo started; sleep 30 & exec sleep 31 %s" % marker],
                         timeout=0.5, capture_output=True, text=True, env=ENV)
         assert info.value.stdout == b"started\n"      # bytes, as subprocess gives them
+        assert info.value.report.status == "timeout"   # the exception carries the report
         left = subprocess.run(["pgrep", "-f", marker], capture_output=True)
         assert left.stdout == b""
     as_user(body)
@@ -4088,9 +4089,8 @@ def test_max_output_keeps_n_bytes_and_drains_the_rest(as_user):
         cp = sandbox.run(["/bin/sh", "-c", "head -c 3000000 /dev/zero; echo done >&2"],
                          capture_output=True, max_output=100, timeout=60, env=ENV)
         assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"\0" * 100, b"done\n")
-        report = cp.report
-        if report is not None:
-            assert report.truncated
+        assert cp.report.truncated is True and cp.report.status == "exited"
+        assert sandbox.run(["/bin/true"], capture_output=True, max_output=1).report.truncated is False
         with sandbox.Popen(["/bin/sh", "-c", "printf 'ééé'"], stdout=sandbox.PIPE, text=True,
                            encoding="utf-8", max_output=3, env=ENV) as p:
             assert p.communicate() == ("é", None)      # the cut character is dropped
@@ -4223,6 +4223,7 @@ def test_run_async_max_output():
     cp = asyncio.run(sandbox.run_async(["/bin/sh", "-c", "head -c 1000000 /dev/zero; echo done >&2"],
                                        capture_output=True, max_output=10, env=ENV, timeout=60))
     assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"\0" * 10, b"done\n")
+    assert cp.report.truncated is True and cp.report.status == "exited"
 
 
 # ---------------------------------------------------------------------------
