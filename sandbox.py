@@ -4144,10 +4144,10 @@ def _landlock_add_rule(ruleset, kind, attr, what):
     _check(_libc.syscall(SYS_landlock_add_rule, ruleset, kind, buf, 0), what)
 
 
-def _landlock_ruleset(plan, rules):
-    """A new ruleset (in the worker) for `plan` holding the operations'
-    rules: (fd, rights) of each target as it was applied, and read-dir on
-    the root (see _build_root)."""
+def _landlock_ruleset(plan, rules=()):
+    """A new ruleset (in the worker) for `plan`, holding `rules`: (fd,
+    rights) of targets of the operations (and of the root, see
+    _build_root)."""
     abi, fs, net, scoped = plan
     size = 24 if abi >= 6 else 16 if abi >= 4 else 8
     attr = ctypes.create_string_buffer(struct.pack("=QQQ", fs, net, scoped)[:size], size)
@@ -4155,15 +4155,43 @@ def _landlock_ruleset(plan, rules):
                                    ctypes.c_uint32(0)), "landlock: creating the ruleset")
     try:
         for fd, access in rules if fs else ():
-            if not stat.S_ISDIR(os.fstat(fd).st_mode):
-                access &= _LANDLOCK_FILE_RIGHTS
-            if access & fs:
-                _landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                                   struct.pack("=Qi", access & fs, fd), "landlock: adding a rule")
+            _landlock_path_rule(ruleset, fs, fd, access)
     except BaseException:
         os.close(ruleset)
         raise
     return ruleset
+
+
+def _landlock_path_rule(ruleset, fs, fd, access):
+    """Rights `access` (as far as the ruleset handles them, `fs`) beneath
+    what fd is: a directory, or only a file's rights for a file."""
+    if not stat.S_ISDIR(os.fstat(fd).st_mode):
+        access &= _LANDLOCK_FILE_RIGHTS
+    if access & fs:
+        _landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH,
+                           struct.pack("=Qi", access & fs, fd), "landlock: adding a rule")
+
+
+class _LandlockTargets:
+    """Where the operations' targets go as they are applied.  With a plan
+    (a request), into the ruleset at once, each fd closed again: a thousand
+    binds need no thousand fds.  Without one (a spare building ahead, before
+    the request's settings are known), kept open as (fd, rights): a few, to
+    make any ruleset from."""
+
+    def __init__(self, plan=None):
+        self.plan, self.ruleset, self.kept = plan, None, []
+
+    def add(self, fd, access):
+        if self.plan is None:
+            self.kept.append((fd, access))
+            return
+        try:
+            if self.ruleset is None:
+                self.ruleset = _landlock_ruleset(self.plan)
+            _landlock_path_rule(self.ruleset, self.plan[1], fd, access)
+        finally:
+            os.close(fd)
 
 
 def _landlock_request_rules(ruleset, plan, stdio, allow_connect, allow_bind):
@@ -4269,9 +4297,9 @@ class _SetupState:
         self.stdout_fd = stdout_fd
         self.index = 0
         self._host_mountpoints = None
-        # Landlock: (O_PATH fd, rights) of each op's target, as applied;
-        # None when no ruleset restricts the file system.
-        self.landlock_rules = None
+        # Landlock: a _LandlockTargets taking each op's target as it is
+        # applied; None when no ruleset restricts the file system.
+        self.landlock = None
 
     def parent_mode(self, perm):
         """The mode of the parent directories an op with mode `perm` (0
@@ -4343,44 +4371,43 @@ def _each_op(ops, state, step):
         state.index = index
         try:
             method(op, state)
-            if step == "apply" and state.landlock_rules is not None:
-                _open_landlock_target(op, state.landlock_rules)
+            if step == "apply" and state.landlock is not None:
+                _open_landlock_target(op, state.landlock)
         except SandboxError as err:
             raise _at_op(err, index)
         except OSError as err:
             raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
 
 
-def _open_landlock_target(op, rules):
+def _open_landlock_target(op, targets):
     """The target of op's Landlock rule, opened now: a later op may mount
     over it, and the rule is for what this op made."""
     rule = op.landlock_rule()
     if rule is not None:
         path, access = rule
-        fd = os.open(_resolve_in_root(_SYSROOT, path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        rules.append((fd, access))
+        targets.add(os.open(_resolve_in_root(_SYSROOT, path),
+                            os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC), access)
 
 
 def _build_root(ops, state, ahead=None, wanted=False):
     """The early pass, then each operation, unless `ahead` (a _RootAhead)
     built the same in sysroot and what it learned from the host still
-    holds (its Landlock targets are then this request's); a root built
-    ahead and not wanted is swapped for an empty one."""
+    holds: then True (its Landlock targets are this request's).  A root
+    built ahead and not wanted is swapped for an empty one."""
     _each_op(ops, state, "early")
     if ahead is not None and ahead.facts is not None:
         if wanted and [op._host_facts() for op in ops] == ahead.facts:
-            if state.landlock_rules is not None:
-                state.landlock_rules = ahead.landlock_rules
-            return
+            return True
         _empty_sysroot()
     _known_dirs.add(_SYSROOT)
-    if state.landlock_rules is not None:
+    if state.landlock is not None:
         # The root tmpfs holds only setup's mount points, directories and
         # symlinks: the command may list them (ls /, find /), as ordinary
         # programs do, and write or execute nothing there.
-        state.landlock_rules.append((os.open(_SYSROOT, os.O_PATH | os.O_CLOEXEC),
-                                     LANDLOCK_ACCESS_FS_READ_DIR))
+        state.landlock.add(os.open(_SYSROOT, os.O_PATH | os.O_CLOEXEC),
+                           LANDLOCK_ACCESS_FS_READ_DIR)
     _each_op(ops, state, "apply")
+    return False
 
 
 def _empty_sysroot():
@@ -4401,10 +4428,10 @@ class _RootAhead:
         ops = _default_ops(_HOST)
         self.records = [_op_record(op) for op in ops]
         self.facts = None
-        self.landlock_rules = []
+        self.landlock = _LandlockTargets()
         if build:
             state = _SetupState({"flags": 0, "parent_perm": 0}, None)
-            state.landlock_rules = self.landlock_rules
+            state.landlock = self.landlock
             try:
                 _build_root(ops, state)
                 self.facts = [op._host_facts() for op in ops]
@@ -4416,7 +4443,7 @@ class _RootAhead:
                 self.landlock_plan = _landlock_plan("auto", _landlock_abi(), 0, None, None)
                 if any(self.landlock_plan[1:]):
                     self.landlock_ruleset = _landlock_ruleset(self.landlock_plan,
-                                                              self.landlock_rules)
+                                                              self.landlock.kept)
             except SandboxError:
                 pass                   # the request tries again, and says why
         # What the early pass cached of the host may be stale by the request.
@@ -4642,17 +4669,19 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
                                   cfg["allow_connect"], cfg["allow_bind"])
         state = _SetupState(cfg, stdio[1])
         if landlock[1]:
-            state.landlock_rules = []
-        _build_root(ops, state, ahead, wanted)
+            state.landlock = _LandlockTargets(landlock)
+        built_ahead = _build_root(ops, state, ahead, wanted)
         _enter_sysroot()
         ruleset = None
         if any(landlock[1:]):
-            if (ahead is not None and ahead.landlock_ruleset is not None
-                    and state.landlock_rules is ahead.landlock_rules
-                    and landlock == ahead.landlock_plan):
+            if built_ahead and landlock == ahead.landlock_plan and ahead.landlock_ruleset is not None:
                 ruleset = ahead.landlock_ruleset
+            elif built_ahead:
+                ruleset = _landlock_ruleset(landlock, ahead.landlock.kept)
+            elif state.landlock is not None and state.landlock.ruleset is not None:
+                ruleset = state.landlock.ruleset
             else:
-                ruleset = _landlock_ruleset(landlock, state.landlock_rules or ())
+                ruleset = _landlock_ruleset(landlock)
             _landlock_request_rules(ruleset, landlock, stdio, cfg["allow_connect"],
                                     cfg["allow_bind"])
         slots = [fd is not None for fd in stdio]

@@ -3267,6 +3267,20 @@ def test_without_landlock_auto_runs_and_require_fails_clearly():
     _run_forked(body, drop=False)
 
 
+def test_landlock_rules_of_many_operations_need_no_fd_each(as_user):
+    """Each operation's target goes into the ruleset as it is applied, so
+    the worker's fd limit does not bound the number of operations."""
+    def body():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        ops = sandbox.default_ops()
+        for i in range(100):
+            ops.bind("/usr/share", "/tmp/b%d" % i)
+        out = sh("ls /tmp/b99 >/dev/null && echo listed; touch /tmp/b0/x 2>&1 | grep -c Read-only",
+                 ops=ops, landlock="require")
+        assert out.split() == ["listed", "1"]
+    as_user(lambda: _run_forked(body, drop=False))
+
+
 @pytest.mark.parametrize("setup,message", [
     (lambda c: setattr(c, "landlock", "on"), "landlock: invalid mode 'on'"),
     (lambda c: setattr(c, "landlock", None), "landlock: invalid mode None"),
