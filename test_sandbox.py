@@ -4035,7 +4035,7 @@ def test_timeout_leaves_nothing_running(as_user):
         marker = "sandbox-timeout-%d" % os.getpid()
         with pytest.raises(subprocess.TimeoutExpired) as info:
             sandbox.run(["/bin/sh", "-c", "echo started; sleep 30 & exec sleep 31 %s" % marker],
-                        timeout=0.5, capture_output=True, text=True, env=ENV)
+                        timeout=1, capture_output=True, text=True, env=ENV)
         assert info.value.stdout == b"started\n"      # bytes, as subprocess gives them
         assert info.value.report.status == "timeout"   # the exception carries the report
         left = subprocess.run(["pgrep", "-f", marker], capture_output=True)
@@ -4065,7 +4065,7 @@ def test_popen_wait_poll_signals_and_communicate_timeout(as_user):
             p.wait(timeout=0.2)
         assert info.value.cmd == ["/bin/sh", "-c", "echo started; exec sleep 30"]
         with pytest.raises(subprocess.TimeoutExpired) as info:
-            p.communicate(timeout=0.5)
+            p.communicate(timeout=1)
         assert info.value.stdout == b"started\n" and p.poll() is None
         p.terminate()                          # init forwards SIGTERM to the command
         assert p.communicate(timeout=10) == (b"started\n", None)
@@ -4073,8 +4073,11 @@ def test_popen_wait_poll_signals_and_communicate_timeout(as_user):
         with sandbox.Popen(["/bin/sleep", "30"], env=ENV) as p:
             p.kill()
         assert p.returncode == 128 + signal.SIGKILL
-        with sandbox.Popen(["/bin/sh", "-c", "trap 'exit 42' INT; sleep 30 & wait"], env=ENV) as p:
-            time.sleep(0.3)
+        # (the trap ends the sleep too: a process left behind would be given
+        # init's grace period before it is killed)
+        with sandbox.Popen(["/bin/sh", "-c", "trap 'kill $!; exit 42' INT; sleep 30 & echo set; wait"],
+                           stdout=sandbox.PIPE, env=ENV) as p:
+            assert p.stdout.readline() == b"set\n"     # the trap is in place
             p.send_signal(signal.SIGINT)
         assert p.returncode == 42
         p.send_signal(signal.SIGKILL)          # after the end: nothing happens, as in subprocess
