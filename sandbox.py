@@ -3540,9 +3540,10 @@ class Limits:
             raise SandboxError("limits.rlimits: expected a dict, not %s" % type(rlimits).__name__,
                                errno.EINVAL)
         for name, value in items:
-            what = "limits.rlimits[%r]" % (name,)
-            number = name if isinstance(name, int) and not isinstance(name, bool) and \
-                name in _RLIMIT_NAMES.values() else _rlimit_number(name, what)
+            known = isinstance(name, int) and not isinstance(name, bool) and \
+                name in _RLIMIT_NAMES.values()
+            what = "limits.rlimits[%s]" % (_rlimit_name(name) if known else repr(name))
+            number = name if known else _rlimit_number(name, what)
             pair = value if isinstance(value, (tuple, list)) else (value, value)
             if len(pair) != 2:
                 raise SandboxError("%s: expected (soft, hard)" % what, errno.EINVAL)
@@ -3550,6 +3551,12 @@ class Limits:
             if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
                 raise SandboxError("%s: soft limit above the hard limit" % what, errno.EINVAL)
             out["rlimits"][number] = (soft, hard)
+        for field, number in (("cpu_time", resource.RLIMIT_CPU),
+                              ("file_size", resource.RLIMIT_FSIZE),
+                              ("open_files", resource.RLIMIT_NOFILE)):
+            if out[field] is not None and number in out["rlimits"]:
+                raise SandboxError("limits: rlimits[%s] and %s both set it"
+                                   % (_rlimit_name(number), field), errno.EINVAL)
         return out
 
 
@@ -5795,8 +5802,10 @@ class Container:
         code = self.returncode
         report = Report(exit_code=code)
         if self._exit_figures is not None:
-            (report.status, sig, report.wall_time, report.cpu_user, report.cpu_system,
+            (report.status, sig, wall_time, cpu_user, cpu_system,
              report.max_rss) = self._exit_figures[:6]
+            report.wall_time, report.cpu_user, report.cpu_system = (
+                round(wall_time, 6), round(cpu_user, 6), round(cpu_system, 6))
             if sig:
                 report.exit_code, report.signal = None, sig
         elif code is None or self._late_error is not None:
@@ -5811,7 +5820,8 @@ class Container:
                 "memory" in cgroup.covers else "address_space"
         if figures is not None:
             if figures["cpu_user"] is not None:
-                report.cpu_user, report.cpu_system = figures["cpu_user"], figures["cpu_system"]
+                report.cpu_user = round(figures["cpu_user"], 6)
+                report.cpu_system = round(figures["cpu_system"], 6)
             report.memory_peak, report.oom_kills = figures["memory_peak"], figures["oom_kills"]
             if report.status != "timeout" and report.status != "setup_failed":
                 if figures["oom_kills"]:
@@ -7393,6 +7403,57 @@ def _seccomp_rule_option(action_of):
     return handler
 
 
+def _limit(name, convert):
+    """Sets field `name` of the Container's Limits (made on first use)."""
+    def handler(cl, option, value):
+        limits = cl.fields.setdefault("limits", Limits())
+        setattr(limits, name, convert(option, value))
+    return handler
+
+
+def _limit_value(parse):
+    """A converter from one of the Limits parsers: a bad value is a usage error."""
+    def convert(option, text):
+        try:
+            return parse(text.strip(), option)
+        except SandboxError as err:
+            raise _UsageError(str(err))
+    return convert
+
+
+def _count_text(text, what):
+    if not text.isascii() or not text.isdigit():
+        raise SandboxError("%s: invalid number %s" % (what, _q(text)), errno.EINVAL)
+    return _parse_count(int(text), what)
+
+
+def _seconds_text(text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        raise SandboxError("%s: invalid number of seconds %s" % (what, _q(text)), errno.EINVAL)
+    return _parse_seconds(value, what)
+
+
+def _rlimit_option(cl, option, value):
+    """--rlimit NAME=SOFT[:HARD]: any RLIMIT_* (NAME with or without the
+    prefix, any case), values in bytes or with a unit, or "unlimited"."""
+    name, equals, values = value.partition("=")
+    soft, _, hard = values.partition(":")
+    try:
+        if not equals or not soft:
+            raise SandboxError("%s: expected NAME=SOFT[:HARD], not %s" % (option, _q(value)),
+                               errno.EINVAL)
+        number = _rlimit_number(name, option)
+        pair = tuple(_rlimit_value(None if v in ("unlimited", "infinity") else v, option)
+                     for v in (soft, hard or soft))
+    except SandboxError as err:
+        raise _UsageError(str(err))
+    limits = cl.fields.setdefault("limits", Limits())
+    limits.rlimits = dict(limits.rlimits or {})
+    limits.rlimits[number] = pair
+
+
 def _args_file(cl, option, fd):
     """--args FD: the NUL-separated words read from FD are parsed right
     here, as if they stood in argv; a non-option ends them."""
@@ -7514,6 +7575,29 @@ _OPTIONS = [
             where=HARDENED),
     _Option("--seccomp-allow", "NAME[,NAME...]", _seccomp_rule_option(None),
             "allow these syscalls or @groups, which the policy refuses", where=HARDENED),
+    "Limits (the run report: --report-fd):",
+    _Option("--memory", "SIZE", _limit("memory", _limit_value(_parse_size)),
+            "memory of the whole sandbox where a cgroup is used, else of each process "
+            "(RLIMIT_AS); SIZE in bytes or with K, M, G", where=HARDENED),
+    _Option("--pids", "N", _limit("pids", _limit_value(_count_text)),
+            "at most N processes of the command at once", where=HARDENED),
+    _Option("--cpu-time", "SECONDS", _limit("cpu_time", _limit_value(_seconds_text)),
+            "CPU time of each process (SIGXCPU, then SIGKILL a second later)", where=HARDENED),
+    _Option("--timeout", "SECONDS", _limit("wall_time", _limit_value(_seconds_text)),
+            "kill the whole sandbox after SECONDS; exit 124", where=HARDENED),
+    _Option("--file-size", "SIZE", _limit("file_size", _limit_value(_parse_size)),
+            "largest file the command may write (SIGXFSZ)", where=HARDENED),
+    _Option("--open-files", "N", _limit("open_files", _limit_value(_count_text)),
+            "open files of each process", where=HARDENED),
+    _Option("--rlimit", "NAME=SOFT[:HARD]", _rlimit_option,
+            "any other RLIMIT_* (e.g. STACK=8M, NOFILE=64:128, CORE=unlimited)",
+            where=HARDENED),
+    _Option("--cgroup", "DIR", _field("cgroup", _path),
+            "a cgroup2 directory this user can write (e.g. delegated): each sandbox gets a "
+            "child cgroup there that carries --memory and --pids", where=HARDENED),
+    _Option("--report-fd", "FD", _store("report_fd", _fd),
+            "write the run report to FD: one JSON object (status, exit_code, signal, "
+            "wall_time, cpu_user, cpu_system, max_rss, memory_peak, ...)", where=HARDENED),
     "Host:",
     _Option("--check", "", _set("check", True), "what this host supports for sandboxes, why "
             "not and what to do; exit 0 when the default sandbox works here", where=HARDENED),
@@ -7684,6 +7768,11 @@ def main(argv=None):
         cl = parse_command_line(argv)
         if cl.check and (cl.command or len(argv) > 1 + cl.check_json):
             raise _UsageError("--check takes only --json")
+        if "limits" in cl.fields:     # limits: a bad combination is a usage error too
+            try:
+                cl.fields["limits"]._checked()
+            except SandboxError as err:
+                raise _UsageError(str(err))
     except _UsageError as err:
         sys.stderr.write("sandbox: %s (see --help)\n" % err)
         return EXIT_USAGE
@@ -7749,14 +7838,31 @@ def _run_command_line(container, cl):
         signal.signal(sig, forward)
     if container.flags & FAllowTTY:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    container.start()
-    container.serve()
-    for signum in held:
-        forward(signum, None)
-    _status_line(cl.status_fds, **{"child-pid": container.pid})
-    status = container.wait()
-    _status_line(cl.status_fds, **{"exit-code": status})
+    try:
+        container.start()
+        container.serve()
+        for signum in held:
+            forward(signum, None)
+        _status_line(cl.status_fds, **{"child-pid": container.pid})
+        status = container.wait()
+        _status_line(cl.status_fds, **{"exit-code": status})
+    finally:
+        _write_report(container, getattr(cl, "report_fd", None))
+    if container.report.status == "timeout":
+        return 124       # as timeout(1) exits
     return status
+
+
+def _write_report(container, fd):
+    """--report-fd: the run report as one JSON object and a newline (a
+    setup failure too: status "setup_failed")."""
+    if fd is None:
+        return
+    report = container.report or Report(status="setup_failed", exit_code=_SETUP_FAILED)
+    try:
+        os.write(fd, (report.json() + "\n").encode())
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

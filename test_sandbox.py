@@ -2219,6 +2219,82 @@ def test_a_cgroup2_directory_gets_a_child_cgroup_per_sandbox(who):
         _remove_cgroup_tree(path)
 
 
+def cli_with_report(cli, *args, **kwargs):
+    """Run the command line with --report-fd; (CompletedProcess, report dict)."""
+    r, w = os.pipe()
+    try:
+        cp = cli("--report-fd", str(w), *args, pass_fds=(w,), **kwargs)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 1, lines
+    return cp, json.loads(lines[0])
+
+
+def test_cli_timeout_ends_the_command_with_124(cli):
+    started = time.monotonic()
+    cp, report = cli_with_report(cli, "--timeout", "1", "--", "sleep", "30")
+    assert time.monotonic() - started < 20
+    assert cp.returncode == 124 and report["status"] == "timeout", (cp, report)
+    assert list(report) == list(sandbox.Report.FIELDS)
+
+
+def test_cli_limits_hold_and_the_report_says_which(cli):
+    cp, report = cli_with_report(cli, "--cpu-time", "1", "--timeout", "60", "--",
+                                 "sh", "-c", "while :; do :; done")
+    assert cp.returncode == 128 + signal.SIGXCPU and report["status"] == "cpu_time"
+    cp, report = cli_with_report(cli, "--pids", "20", "--timeout", "60", "--", PY, "-c", BOMB)
+    assert cp.stdout.split() == [b"19", b"181"] and cp.returncode == 0
+    cp, report = cli_with_report(cli, "--memory", "64M", "--timeout", "60", "--",
+                                 PY, "-c", ALLOCATE)
+    assert cp.returncode != 0 and b"allocated" not in cp.stdout
+    kind = "address_space" if cli.unprivileged else "cgroup"
+    assert report["memory_limit_kind"] == kind and \
+        report["status"] == ("exited" if cli.unprivileged else "memory"), report
+    cp, report = cli_with_report(cli, "--file-size", "1M", "--", "sh", "-c",
+                                 "exec head -c 2000000 /dev/zero > /tmp/big")
+    assert report["status"] == "file_size" and report["signal"] == signal.SIGXFSZ
+    cp = cli("--open-files", "9", "--rlimit", "STACK=1M:2M", "--rlimit", "core=unlimited",
+             "--", "cat", "/proc/self/limits")
+    limits = {" ".join(line.split()[:-3]): line.split()[-3:-1]
+              for line in cp.stdout.decode().splitlines()[1:]}
+    assert limits["Max open files"] == ["9", "9"], limits
+    assert limits["Max stack size"] == [str(MIB), str(2 * MIB)]
+    assert limits["Max core file size"] == ["unlimited", "unlimited"]
+
+
+def test_cli_a_setup_failure_is_reported_too(cli):
+    cp, report = cli_with_report(cli, "--ro-bind", "/nonexistent-x", "/x", "--", "true")
+    assert cp.returncode == 125 and report["status"] == "setup_failed"
+    # a memory limit asked of a cgroup2 directory without the memory controller
+    cp = cli("--memory", "64M", "--cgroup", "/sys/fs/cgroup/unified", "--", "true")
+    assert cp.returncode == 125 and re.match(
+        br'sandbox: limits.memory: the cgroup2 directory "/sys/fs/cgroup/unified" has no '
+        br'memory controller \(cgroup.controllers: [a-z_ ]+\)\n\Z', cp.stderr), cp.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--memory", "12X"], b"--memory: invalid size '12X'"),
+    (["--memory", "0"], b"limits.memory: 0 leaves nothing to run in"),
+    (["--pids", "0"], b"--pids: invalid number 0"),
+    (["--pids", "-3"], b"--pids: invalid number \"-3\""),
+    (["--cpu-time", "x"], b"--cpu-time: invalid number of seconds \"x\""),
+    (["--timeout", "-1"], b"--timeout: invalid number of seconds -1.0"),
+    (["--file-size", "1Q"], b"--file-size: invalid size '1Q'"),
+    (["--open-files", "many"], b"--open-files: invalid number \"many\""),
+    (["--rlimit", "NOPE=1"], b"--rlimit: unknown resource 'NOPE'"),
+    (["--rlimit", "STACK"], b"--rlimit: expected NAME=SOFT[:HARD], not \"STACK\""),
+    (["--rlimit", "STACK=2M:1M"], b"limits.rlimits[RLIMIT_STACK]: soft limit above the hard limit"),
+    (["--rlimit", "NOFILE=5", "--open-files", "7"],
+     b"limits: rlimits[RLIMIT_NOFILE] and open_files both set it"),
+    (["--report-fd", "x"], b"Invalid fd: x"),
+])
+def test_cli_bad_limits_get_one_line_and_status_2(cli, args, message):
+    cp = cli(*args, "--", "true")
+    assert cp.returncode == 2 and cp.stderr == b"sandbox: " + message + b" (see --help)\n", cp
+
+
 # ---------------------------------------------------------------------------
 # The helper process.
 # ---------------------------------------------------------------------------
