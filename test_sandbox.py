@@ -1903,15 +1903,15 @@ class Sampler(threading.Thread):
 
 
 def own_cgroup_children():
-    """The sandbox-* cgroups under this process's own cgroup in each v1
-    hierarchy and in cgroup2 (there should be none once a run ended)."""
+    """The cgroups this process made for its sandboxes under its own cgroup
+    in each v1 hierarchy and in cgroup2 (none once a run ended)."""
     left = []
     with open("/proc/self/cgroup") as f:
         for line in f.read().splitlines():
             _, controllers, path = line.split(":", 2)
             base = "/sys/fs/cgroup/" + (controllers or "unified") + path
             if os.path.isdir(base):
-                left += [n for n in os.listdir(base) if n.startswith("sandbox-")]
+                left += [n for n in os.listdir(base) if n.startswith("sandbox-%d-" % os.getpid())]
     return left
 
 
