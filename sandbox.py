@@ -5636,7 +5636,8 @@ class Container:
         if not isinstance(self.flags, int) or self.flags < 0 or self.flags & ~0x1F:
             raise SandboxError("flags: invalid hardening flags %r" % (self.flags,), errno.EINVAL)
         self.effective_seccomp()
-        _user_rules(self._seccomp_rules())
+        self.seccomp_rules = list(self._seccomp_rules())    # once, if an iterator
+        _user_rules(self.seccomp_rules)
         _check_id(self.uid, "uid")
         _check_id(self.gid, "gid")
         if self.path is not None and self.path != "":

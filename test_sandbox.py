@@ -3014,6 +3014,7 @@ def test_user_seccomp_rules_seen_from_inside(as_user):
         assert rules_probe() == default
         assert rules_probe(seccomp_rules=rules) == ruled
         assert rules_probe() == default
+        assert rules_probe(seccomp_rules=iter(rules)) == ruled
         c = sandbox.Container("/usr/bin/python3", "-I", "-c", RULES_PROBE,
                               json.dumps(dict(sandbox.SYSCALLS[sandbox.HOST_ARCH])), ops=sandbox.default_ops())
         c.seccomp_rules = rules[:2]
