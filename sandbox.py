@@ -3599,7 +3599,8 @@ class Report:
 def _limits_for_init(checked, cgroup_covers, host_uid):
     """What PID 1 sets: {"rlimits": [(resource, (soft, hard))...] for PID 1
     and the command, "command_rlimits" for the command only (address
-    space and open files, which would hamper PID 1), "wall_time", "cpu_time"
+    space and open files, which would hamper PID 1, and CPU time, which a
+    long run's reaping must not spend), "wall_time", "cpu_time"
     (the soft limit, to tell its SIGKILL from another), "reap_worker" (a
     process count must not count the worker)}."""
     rlimits = dict(checked["rlimits"])
@@ -3637,7 +3638,8 @@ def _limits_for_init(checked, cgroup_covers, host_uid):
                                "the sandbox cannot raise" % (_rlimit_name(number), hard,
                                                              caller_hard), errno.EPERM)
     command_only = [(number, rlimits.pop(number)) for number in
-                    (resource.RLIMIT_AS, resource.RLIMIT_NOFILE) if number in rlimits]
+                    (resource.RLIMIT_AS, resource.RLIMIT_NOFILE, resource.RLIMIT_CPU)
+                    if number in rlimits]
     return {"rlimits": sorted(rlimits.items()), "command_rlimits": command_only,
             "wall_time": checked["wall_time"], "cpu_time": cpu,
             "reap_worker": checked["pids"] is not None}
@@ -4561,7 +4563,8 @@ def _exec_limited(cfg, chan, targets, high, candidates, what):
     """The command with limits that only it may hold, in a bare clone of
     PID 1 that sets them and execs: posix_spawn would map its stack in
     PID 1's address space, which may be larger than an address-space
-    limit, and moving the fds needs numbers above an open-files limit.
+    limit, moving the fds needs numbers above an open-files limit, and
+    PID 1 must never get SIGXCPU.
     Exec failures are reported from the clone, ("exec", errno, what), which
     exits 127/126 (PID 1 reaps it as the command)."""
     pid = _clone(0)

@@ -1959,6 +1959,36 @@ def test_rlimits_are_set_inside(as_user):
     as_user(body)
 
 
+def proc_limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        return {" ".join(line.split()[:-3]): line.split()[-3:-1] for line in f.read().splitlines()[1:]}
+
+
+def test_init_holds_only_the_limits_that_cannot_hamper_it(as_user):
+    def body():
+        c = sandbox.Container("/bin/sleep", "30", ops=sandbox.default_ops())
+        c.limits = sandbox.Limits(open_files=10, cpu_time=5, file_size="1M",
+                                  rlimits={"AS": (1 << 30, 1 << 30)})
+        c.start()
+        c.serve()
+        try:
+            for _ in range(500):
+                command = [p for p in sandbox_processes(c.pid) if b"sleep" in cmdline_of(p)]
+                if command:
+                    break
+                time.sleep(0.01)
+            ours, theirs = proc_limits(os.getpid()), proc_limits(c.pid)
+            inside = proc_limits(command[0])
+        finally:
+            c.close()
+        assert inside["Max open files"] == ["10", "10"] and inside["Max cpu time"] == ["5", "6"]
+        assert inside["Max address space"] == [str(1 << 30)] * 2
+        for name in ("Max open files", "Max cpu time", "Max address space"):
+            assert theirs[name] == ours[name], name        # init: as the caller's
+        assert theirs["Max file size"] == inside["Max file size"] == [str(MIB)] * 2
+    as_user(body)
+
+
 BOMB = textwrap.dedent("""\
     import os, time
     made = refused = 0

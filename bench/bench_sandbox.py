@@ -172,6 +172,23 @@ def bench_library():
         "paired difference: median %+.3f ms, quartiles %+.2f / %+.2f ms; ABI %d" % (
             statistics.median(differences) * 1000, differences[quarter] * 1000,
             differences[-quarter - 1] * 1000, sandbox._landlock_abi()))
+    # Limits: rlimits alone (a spare serves it; open files make the command's
+    # own clone), and memory + pids (for a root caller on this host: a child
+    # cgroup per sandbox, cloned for itself), each paired with no limits.
+    plain = lambda: sandbox.run(["/bin/true"], ops=ops)
+    for what, limits in (
+            ("cpu_time, file_size, open_files", sandbox.Limits(cpu_time=60, file_size="1G",
+                                                               open_files=256)),
+            ("memory, pids", sandbox.Limits(memory="512M", pids=64))):
+        limited = lambda: sandbox.run(["/bin/true"], ops=ops, limits=limits)
+        limited()
+        a, b, ratios = interleaved(limited, plain)
+        report = sandbox.run(["/bin/true"], ops=ops, limits=limits).report
+        row("start", "library: limits (%s) / none" % what,
+            "%s / %s" % (median_ms(a), median_ms(b)), "", ratio_text(ratios),
+            "cost %+.3f ms (median paired difference); memory: %s" % (
+                statistics.median(sorted(x - y for x, y in zip(a, b))) * 1000,
+                report.memory_limit_kind or "-"))
     # Runs with no pause between them, in blocks of 30 of each.
     ours = lambda: sandbox.run(["/bin/true"], ops=ops)
     a, b = [], []
