@@ -175,6 +175,15 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 CAP_SYS_ADMIN = 21
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# Capability names as libcap spells them (without "cap_"), by number.
+_CAP_NAMES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
+    "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+    "net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
+    "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
+    "audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
+    "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore")
 
 # Syscalls the runtime makes itself; the unified numbers (>= 403) are the same
 # on every architecture.
@@ -236,6 +245,7 @@ _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 _libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong, ctypes.c_ulong)
+_libc.setns.argtypes = (ctypes.c_int, ctypes.c_int)
 
 
 def _check(ret, what):
@@ -263,6 +273,25 @@ def _syscall_numbers():
 
 
 SYS_clone, SYS_pivot_root, SYS_capset = _syscall_numbers()
+SYS_capget = None if SYS_capset is None else SYS_capset - 1   # on each architecture
+
+
+def _capabilities():
+    """This thread's (effective, permitted, inheritable) sets as 64-bit masks."""
+    header = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0))
+    data = ctypes.create_string_buffer(24)
+    _check(_libc.syscall(SYS_capget, header, data), "capget")
+    e0, p0, i0, e1, p1, i1 = struct.unpack("6I", data.raw)
+    return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
+
+
+def _capset(effective, permitted, inheritable):
+    header = ctypes.create_string_buffer(struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0))
+    low, high = 0xFFFFFFFF, 32
+    data = ctypes.create_string_buffer(struct.pack(
+        "6I", effective & low, permitted & low, inheritable & low,
+        effective >> high, permitted >> high, inheritable >> high))
+    _check(_libc.syscall(SYS_capset, header, data), "capset")
 
 
 def _pivot_root(new_root, put_old, what="pivot_root"):
@@ -2781,7 +2810,8 @@ class Bind(Op):
         except OSError as err:
             if self.flags & BindOptional and err.errno == errno.ENOENT:
                 return
-            _fail(self.what, err.errno)
+            _fail("Can't find source path %s" % self.source if state.bubblewrap else self.what,
+                  err.errno)
         self._resolved, self._identity = resolved, (st.st_dev, st.st_ino)
 
     def _host_facts(self):
@@ -2823,6 +2853,11 @@ class Proc(Op):
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
         _mount_point_dir(target, state.parent_mode(0), self)
+        if not state.own_pid_ns:
+            # bubblewrap's way in the host's PID namespace: a bind of its
+            # /proc (a new instance needs a PID namespace of one's own).
+            _bind_mount(_HOST + "/proc", target, BindWritable, str(self))
+            return
         _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
 
     def landlock_rule(self):
@@ -4304,6 +4339,11 @@ class _SetupState:
         self.flags = cfg["flags"]
         self.parent_perm = cfg["parent_perm"]    # 0: each op's own, as bubblewrap's
         self.stdout_fd = stdout_fd
+        bwrap = cfg.get("bwrap")
+        self.bubblewrap = bwrap is not None     # its error texts
+        # With bubblewrap's defaults a PID namespace may be the host's.
+        self.own_pid_ns = bwrap is None or bool(bwrap["clone"] & CLONE_NEWPID) or (
+            bwrap["pidns_fd"] is not None)
         self.index = 0
         self._host_mountpoints = None
         # Landlock: a _LandlockTargets taking each op's target as it is
@@ -4383,9 +4423,10 @@ def _each_op(ops, state, step):
             if step == "apply" and state.landlock is not None:
                 _open_landlock_target(op, state.landlock)
         except SandboxError as err:
-            raise _at_op(err, index)
+            raise err if state.bubblewrap else _at_op(err, index)
         except OSError as err:
-            raise _at_op(SandboxError("%s: %s" % (op.what, err.strerror), err.errno), index)
+            err = SandboxError("%s: %s" % (op.what, err.strerror), err.errno)
+            raise err if state.bubblewrap else _at_op(err, index)
 
 
 def _open_landlock_target(op, targets):
@@ -4496,7 +4537,8 @@ def _confine(filter_program):
     worker is forked (it makes no more mounts), before the configuration
     arrives when it is a spare: the filter is part of the shell's key."""
     _prctl(PR_SET_NO_NEW_PRIVS, 1, what="no_new_privs")
-    _load_filter(filter_program)
+    if filter_program is not None:      # None: bubblewrap's defaults, no built-in filter
+        _load_filter(filter_program)
 
 
 def _drop_capabilities(privileged):
@@ -4514,6 +4556,185 @@ def _drop_capabilities(privileged):
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, what="raising CAP_SYS_ADMIN")
 
 
+# -- bubblewrap's defaults (Container.hardened False) ------------------------
+# The container is set up as bubblewrap sets it up: only the namespaces
+# asked for (always a mount namespace), the caller's ids, the capabilities
+# asked for (a root caller's own by default), inherited fds kept, no
+# built-in seccomp filter.  cfg["bwrap"] holds what differs; init takes it
+# here, after the worker has built the root.
+
+def _bwrap_finish(bwrap):
+    """PID 1's steps before the command, in bubblewrap's order: userns2,
+    the nested user namespace that disables more of them, the check that
+    none can be made, and the capabilities."""
+    if bwrap["userns2_fd"] is not None:
+        if _libc.setns(bwrap["userns2_fd"], CLONE_NEWUSER) != 0:
+            _fail("Setting userns2 failed", ctypes.get_errno())
+    if bwrap["disable_userns"]:
+        proc = bwrap["proc_fd"]
+        _write_at(proc, "sys/user/max_user_namespaces", b"1",
+                  "sysctl user.max_user_namespaces = 1")
+        _check(_libc.unshare(CLONE_NEWUSER), "unshare user ns")
+        uid, gid = bwrap["ids"]
+        _prctl(PR_SET_DUMPABLE, 1, what="uid_map: dumpable")    # else /proc/self is not ours
+        _write_at(proc, "self/uid_map", b"%d %d 1\n" % (uid, uid), "uid_map")
+        _write_at(proc, "self/setgroups", b"deny\n", "setgroups")
+        _write_at(proc, "self/gid_map", b"%d %d 1\n" % (gid, gid), "gid_map")
+        _prctl(PR_SET_DUMPABLE, 0, what="uid_map: dumpable")
+    if bwrap["disable_userns"] or bwrap["assert_userns_disabled"]:
+        if _libc.unshare(CLONE_NEWUSER) == 0:
+            _fail("creation of new user namespaces was not disabled as requested")
+    _set_capabilities(bwrap["caps"], bwrap["in_userns"], bwrap["own_caps"])
+    # Its namespaces can be joined by the caller's uid (--userns, --pidns).
+    _prctl(PR_SET_DUMPABLE, 1, what="dumpable")
+
+
+def _write_at(dir_fd, path, data, what):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        _fail(what, err.errno)
+
+
+def _set_capabilities(mask, in_userns, own_caps):
+    """bubblewrap's capabilities for the command: `mask` in the permitted,
+    effective, inheritable and ambient sets, the bounding set cut to it in
+    a user namespace; None leaves a root caller's own (its effective set)
+    untouched but for the bounding set.  As bubblewrap, EINVAL and EPERM
+    from prctl are ignored (no_new_privs holds the line), others fail."""
+    keep = own_caps if mask is None else mask
+    if in_userns:
+        for cap in range(_proc_int("/proc/sys/kernel/cap_last_cap", 40) + 1):
+            if not keep >> cap & 1:
+                _cap_prctl(PR_CAPBSET_DROP, cap, "Dropping capability %d from bounds")
+    if mask is not None:
+        _capset(mask, mask, mask)
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clearing ambient capabilities")
+    for cap in range(64):
+        if keep >> cap & 1:
+            _cap_prctl(PR_CAP_AMBIENT, cap, "Adding ambient capability %d", PR_CAP_AMBIENT_RAISE)
+
+
+def _cap_prctl(option, cap, what, arg2=None):
+    args = (cap, 0) if arg2 is None else (arg2, cap)
+    if _libc.prctl(option, args[0], args[1], 0, 0) < 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.EPERM):
+            _fail(what % cap, err)
+
+
+def _exec_command(cfg, chan, stdio, extras):
+    """bubblewrap's way when nothing needs an init (no new PID namespace, or
+    --as-pid-1): this process becomes the command; never returns."""
+    slots = list(stdio) + list(extras)
+    targets = [0, 1, 2] + list(cfg["fd_targets"])
+    high = [None if fd is None else fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(targets) + 1)
+            for fd in slots]
+    if chan <= max(targets):     # it may have come in at 0 (this process's stdio went)
+        chan = fcntl.fcntl(chan, fcntl.F_DUPFD_CLOEXEC, max(targets) + 1)
+    for target, fd in zip(targets, high):
+        if fd is None:
+            try:
+                os.close(target)
+            except OSError:
+                pass
+        else:
+            os.dup2(fd, target)
+    _close_all(set(fd for fd in high + slots if fd is not None) - set(targets))
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    what, status = "chdir %s" % _q(cfg["dir"] or "/"), _SETUP_FAILED
+    try:
+        env = _enter_dir(cfg)
+        what, status, err = cfg["path"] or cfg["args"][0], 127, errno.ENOENT
+        for candidate in _command_candidates(cfg, env):
+            try:
+                os.execve(candidate, cfg["args"], env)
+            except OSError as error:
+                if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    err = error.errno
+        raise OSError(err, os.strerror(err))
+    except OSError as error:
+        if status == 127 and error.errno != errno.ENOENT:
+            status = 126
+        _send(chan, "exec", error.errno or errno.EINVAL, what)
+        os._exit(status)
+
+
+def _fork_command(cfg, chan, stdio, extras):
+    """The command as a child of an init that keeps no capability, as
+    bubblewrap's PID 1: the child inherits this process's capabilities
+    (the ambient set needs them here) and waits to execute until this
+    process has dropped them; returns once it has executed (or failed to,
+    which it has reported by then)."""
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    started_r, started_w = os.pipe2(os.O_CLOEXEC)
+    command = _clone(0)
+    if command == 0:
+        os.close(hold_w)
+        os.close(started_r)
+        os.read(hold_r, 1)
+        os.close(hold_r)
+        if cfg["bwrap"]["die_with_parent"]:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+        if not cfg["flags"] & FAllowTTY:
+            os.setpgid(0, 0)
+        _exec_command(cfg, chan, stdio, extras)
+    _close_all([hold_r, started_w])
+    try:
+        if command < 0:
+            _fail("fork: starting the command", ctypes.get_errno())
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, what="clearing ambient capabilities")
+        try:
+            _capset(0, 0, 0)
+        except SandboxError:
+            pass          # as bubblewrap: a policy denying capset does not stop it
+    finally:
+        os.close(hold_w)
+    _read_all(started_r)      # EOF: executed (its copy closed on exec) or exited
+    return command
+
+
+def _enter_dir(cfg):
+    """chdir to the command's directory and set the umask; returns its
+    environment.  With no directory (bubblewrap's default) the caller's old
+    one if it exists inside, else $HOME, else /; PWD then names it."""
+    env = cfg["env"]
+    if cfg["dir"] is not None:
+        os.chdir(cfg["dir"])
+        new = cfg["dir"]
+    else:
+        new = "/"
+        for candidate in (cfg["bwrap"]["old_cwd"], os.fsdecode(env.get(b"HOME", b""))):
+            if candidate:
+                try:
+                    os.chdir(candidate)
+                    new = candidate
+                    break
+                except OSError:
+                    pass
+        else:
+            os.chdir("/")
+    if cfg.get("bwrap") is not None:
+        env = dict(env)
+        env[b"PWD"] = os.fsencode(new)
+    os.umask(cfg["umask"])
+    return env
+
+
+def _command_candidates(cfg, env):
+    path = cfg["path"] or cfg["args"][0]
+    if b"/" in path:
+        return [path]
+    search = env.get(b"PATH", _DEFAULT_PATH.encode())
+    return [os.path.join(d or b".", path) for d in search.split(b":")]
+
+
 def _spawn_command(cfg, chan, stdio, extras):
     """Start the command with posix_spawn (a vfork: nothing of this process
     is copied) and return its pid; exec failures come back at once and are
@@ -4529,17 +4750,12 @@ def _spawn_command(cfg, chan, stdio, extras):
                for target, fd in zip(targets, high)]
     # Without a terminal, the command leads a process group of its own.
     group = {} if cfg["flags"] & FAllowTTY else {"setpgroup": 0}
-    what, status = "chdir %s" % _q(cfg["dir"]), _SETUP_FAILED
+    what, status = "chdir %s" % _q(cfg["dir"] or "/"), _SETUP_FAILED
     try:
-        os.chdir(cfg["dir"])
-        os.umask(cfg["umask"])
-        env, path = cfg["env"], cfg["path"] or cfg["args"][0]
+        env = _enter_dir(cfg)
+        path = cfg["path"] or cfg["args"][0]
         what, status, err = path, 127, errno.ENOENT
-        if b"/" in path:
-            candidates = [path]
-        else:
-            search = env.get(b"PATH", _DEFAULT_PATH.encode())
-            candidates = [os.path.join(d or b".", path) for d in search.split(b":")]
+        candidates = _command_candidates(cfg, env)
         if cfg["limits"] is not None and cfg["limits"]["command_rlimits"]:
             return _exec_limited(cfg, chan, targets, high, candidates, path)
         for candidate in candidates:
@@ -4609,21 +4825,32 @@ def _shell_key(cfg, cgroup):
             int(cfg.get("user_seccomp", 0)))
 
 
-def _init_process(key, keep, cgroup):
+def _init_process(key, keep, cgroup, bwrap=None):
     """PID 1's part of the shell: its own state, most of which the command
-    inherits (signals, session, bounding set, cgroup)."""
+    inherits (signals, session, bounding set, cgroup).  With bubblewrap's
+    defaults (`bwrap`), inherited fds stay open, the bounding set is cut
+    later and the parent-death signal is set only when asked."""
     flags = key[4]
     os.chdir("/")      # not to pin the caller's directory: pivot_root moves only /
     signal.set_wakeup_fd(-1)
     signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     for sig in _INIT_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
-    _close_fds_except(keep)
+    if bwrap is None or bwrap["die_with_parent"]:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+    if bwrap is None:
+        _close_fds_except(keep)
+    else:
+        _close_cloexec_fds(keep)
+    if bwrap is not None and bwrap["disable_userns"]:
+        # bubblewrap reaches the sysctl and the nested map through the /proc
+        # it saw before pivoting.
+        bwrap["proc_fd"] = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if not flags & FAllowTTY:
         os.setsid()
     _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
-    _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
+    if bwrap is None:
+        _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
     if cgroup is not None:
         # Every child cgroup the sandbox has (one per v1 hierarchy), before
         # the worker exists: the container starts in them.
@@ -4639,18 +4866,36 @@ def _init_process(key, keep, cgroup):
         _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
 
 
-def _init_namespaces(key):
+def _close_cloexec_fds(keep):
+    """Close what an exec would (fds with FD_CLOEXEC), but `keep`: a clone
+    of the caller must not hold its private fds (a pipe's write end would
+    never see EOF); the inherited ones pass through, as to bubblewrap."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep:
+            continue
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+                os.close(fd)
+        except OSError:
+            pass      # the directory listing itself
+
+
+def _init_namespaces(key, bwrap=None):
     """The worker's part of the shell: what the container's namespaces
-    share (done here, its Python work leaves PID 1's pages untouched)."""
+    share (done here, its Python work leaves PID 1's pages untouched).
+    With bubblewrap's defaults, ids are mapped only in a user namespace of
+    its own and lo brought up only in a network namespace of its own."""
     uid, gid, host_uid, host_gid, flags = key[:5]
-    try:
-        _map_identity(uid, gid, host_uid, host_gid)
-    except SandboxError as err:     # a namespace without capabilities (AppArmor)
-        raise SandboxError("%s (%s; %s)" % (err, _userns_diagnosis(err.errno, "uid_map")[0],
-                                            _CHECK_HINT), err.errno)
+    if bwrap is None or bwrap["clone"] & CLONE_NEWUSER:
+        try:
+            _map_identity(uid, gid, host_uid, host_gid)
+        except SandboxError as err:     # a namespace without capabilities (AppArmor)
+            raise SandboxError("%s (%s; %s)" % (err, _userns_diagnosis(err.errno, "uid_map")[0],
+                                                _CHECK_HINT), err.errno)
     os.umask(0)
     _enter_intermediate_root()
-    if not flags & FAllowNet:
+    if bwrap is None and not flags & FAllowNet or bwrap is not None and bwrap["clone"] & CLONE_NEWNET:
         try:
             _loopback_up()
         except OSError as err:
@@ -4658,7 +4903,7 @@ def _init_namespaces(key):
 
 
 _SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet",
-                 "fd_targets", "limits")
+                 "fd_targets", "limits", "bwrap")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
@@ -4720,11 +4965,12 @@ def _report_setup_failure(chan, err):
     os._exit(_SETUP_FAILED)
 
 
-def _init_serve(worker, from_worker, filter_program):
+def _init_serve(worker, from_worker, filter_program, bwrap=None):
     """PID 1 while the worker sets up and after: take what the worker sends
     (nothing if setup failed: its status is the result), drop privileges,
     start the command, reap until everything has exited, report and leave;
-    never returns."""
+    never returns.  With bubblewrap's defaults and nothing to reap for (no
+    PID namespace of its own, or --as-pid-1) it becomes the command."""
     chan = None
     try:
         _confine(filter_program)
@@ -4734,12 +4980,17 @@ def _init_serve(worker, from_worker, filter_program):
             status, usage = _reap(worker)
         else:
             spawn = marshal.loads(message)
+            if bwrap is not None:
+                spawn["bwrap"].update(bwrap)    # what this process opened (proc_fd)
             chan, fds = fds[0], fds[1:]
             ruleset = fds.pop() if spawn["landlock"] else None
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
             limits = spawn["limits"]
             try:
-                _drop_capabilities(spawn["privileged"])
+                if bwrap is None:
+                    _drop_capabilities(spawn["privileged"])
+                else:
+                    _bwrap_finish(spawn["bwrap"])
                 if limits is not None:
                     _set_rlimits(limits)
                     if limits["reap_worker"]:
@@ -4748,15 +4999,31 @@ def _init_serve(worker, from_worker, filter_program):
                     _landlock_restrict(ruleset)
             except BaseException as err:
                 _report_setup_failure(chan, err)
-            command = _spawn_command(spawn, chan, stdio, fds)
+            if bwrap is not None and bwrap["exec"]:
+                _reap(worker, in_pid_namespace=False)
+                if not spawn["quiet"]:
+                    _send(chan, "ready")      # before: nothing of ours runs after
+                _exec_command(spawn, chan, stdio, fds)
+            if bwrap is None:
+                command = _spawn_command(spawn, chan, stdio, fds)
+            else:
+                command = _fork_command(spawn, chan, stdio, fds)
             # "ready" once the command runs: an exec failure has been
             # reported by then, so Popen() raises it as subprocess does.
             if not spawn["quiet"]:
                 _send(chan, "ready")
             _close_all(stdio + fds)
             # Signals go to the command's whole group, as a terminal sends them.
+            report = None
+            if bwrap is not None:
+                # As bubblewrap's monitor: the status as soon as the command exits.
+                report = lambda status: _send(chan, "exit", status)   # noqa: E731
             status, usage = _reap(command, command if spawn["flags"] & FAllowTTY else -command,
-                                  worker, limits)
+                                  worker, limits,
+                                  in_pid_namespace=bwrap is None or bool(bwrap["clone"] & CLONE_NEWPID),
+                                  bubblewrap=report)
+            if bwrap is not None:
+                os._exit(status)
     except BaseException as err:
         if chan is not None:
             _send(chan, "error", "init: %s" % (err,), getattr(err, "errno", 0) or 0)
@@ -4787,21 +5054,22 @@ def _fork_worker(stdio, extras):
 
 def _container_init(cfg, chan, stdio, extras, cgroup):
     """Body of a child cloned for this configuration; never returns."""
+    bwrap = cfg["bwrap"]
     try:
         key = _shell_key(cfg, cgroup)
         keep = [chan] + list(stdio) + list(extras) + list(cgroup or ())
-        _init_process(key, [fd for fd in keep if fd is not None], cgroup)
+        _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap)
         worker, link = _fork_worker(stdio, extras)
     except BaseException as err:
         _report_setup_failure(chan, err)
     if worker == 0:
         try:
-            _init_namespaces(key)
+            _init_namespaces(key, bwrap)
         except BaseException as err:
             _report_setup_failure(chan, err)
         _set_up(cfg, chan, stdio, extras, link)
     os.close(chan)
-    _init_serve(worker, link, cfg["filter"])
+    _init_serve(worker, link, cfg["filter"], bwrap)
 
 
 def _spare_main(key, sock, filter_program, build_ahead):
@@ -4835,13 +5103,18 @@ def _wait_status(status):
     return os.WEXITSTATUS(status)
 
 
-def _reap(command, forward_to=None, worker=None, limits=None):
+def _reap(command, forward_to=None, worker=None, limits=None, in_pid_namespace=True,
+          bubblewrap=None):
     """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command (or to
     forward_to, a pid or -pgid), reap everything, and once the command has
     exited give the rest LINGER_SECONDS, then kill and reap them; at the
     wall-time limit, kill everything.  Returns the command's status and
     the usage of all but the worker: (Report status, signal or 0, wall
-    time, user and system CPU seconds, max RSS in bytes)."""
+    time, user and system CPU seconds, max RSS in bytes).  Outside a PID
+    namespace of its own (bubblewrap's default) it is no reaper: its
+    children are the command alone.  With bubblewrap's defaults
+    (`bubblewrap`, called with the command's status as soon as it exits)
+    the rest are waited for, never killed."""
     forward_to = command if forward_to is None else forward_to
     started = time.monotonic()
     wall_deadline = None if limits is None or limits["wall_time"] is None else \
@@ -4867,7 +5140,10 @@ def _reap(command, forward_to=None, worker=None, limits=None):
                 max_rss = max(max_rss, usage.ru_maxrss)
             if pid == command:
                 raw, command_usage = status, usage
-                deadline = time.monotonic() + LINGER_SECONDS
+                if bubblewrap is not None:
+                    bubblewrap(_wait_status(status))
+                else:
+                    deadline = time.monotonic() + LINGER_SECONDS
         if pid is None:
             break           # nothing left to reap
         limit = deadline if wall_deadline is None or (
@@ -4876,6 +5152,13 @@ def _reap(command, forward_to=None, worker=None, limits=None):
             remaining = limit - time.monotonic()
             if remaining <= 0:
                 timed_out = raw is None
+                if not in_pid_namespace:      # never kill(-1) outside one's own
+                    try:
+                        os.kill(forward_to, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    killing = True
+                    continue
                 os.kill(-1, signal.SIGKILL)     # from PID 1: all the others
                 killing = True
                 continue
@@ -4919,7 +5202,10 @@ def _launch(cfg, chan, stdio, extras, cgroup):
     returns its pid."""
     if SYS_clone is None:
         _fail("clone: unsupported architecture %s" % HOST_ARCH, errno.ENOSYS)
-    pid = _clone(_clone_flags(cfg["flags"], cgroup))
+    bwrap = cfg["bwrap"]
+    if bwrap is not None and (bwrap["userns_fd"] is not None or bwrap["pidns_fd"] is not None):
+        return _launch_joined(cfg, chan, stdio, extras)
+    pid = _clone(bwrap["clone"] if bwrap is not None else _clone_flags(cfg["flags"], cgroup))
     if pid == 0:
         try:
             _container_init(cfg, chan, stdio, extras, cgroup)
@@ -4932,6 +5218,57 @@ def _launch(cfg, chan, stdio, extras, cgroup):
             hint = " (%s; %s)" % (_userns_diagnosis(err)[0], _CHECK_HINT)
         _fail("clone: creating namespaces%s" % hint, err)
     return pid
+
+
+def _launch_joined(cfg, chan, stdio, extras):
+    """--userns/--pidns: a short-lived child joins those namespaces (which
+    would change this process for good) and clones the init as this
+    process's child (CLONE_PARENT); returns the init's pid."""
+    bwrap = cfg["bwrap"]
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    middle = _clone(0)
+    if middle == 0:
+        message = ("error", "clone: creating namespaces", errno.EINVAL)
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            if bwrap["userns_fd"] is not None and _libc.setns(bwrap["userns_fd"], CLONE_NEWUSER) != 0:
+                err = ctypes.get_errno()
+                if err == errno.EINVAL:
+                    _fail("Joining the specified user namespace failed, it might not be "
+                          "a descendant of the current user namespace.")
+                _fail("Joining specified user namespace failed", err)
+            if bwrap["pidns_fd"] is not None and _libc.setns(bwrap["pidns_fd"], CLONE_NEWPID) != 0:
+                _fail("Setting pidns failed", ctypes.get_errno())
+            pid = _clone(bwrap["clone"] | CLONE_PARENT)
+            if pid == 0:
+                try:
+                    _container_init(cfg, chan, stdio, extras, None)
+                finally:
+                    os._exit(_SETUP_FAILED)
+            if pid < 0:
+                _fail("Creating new namespace failed", ctypes.get_errno())
+            message = ("pid", pid)
+        except SandboxError as err:
+            message = ("error", str(err), err.errno or 0)
+        except BaseException as err:
+            message = ("error", "clone: %s" % (err,), getattr(err, "errno", 0) or 0)
+        finally:
+            try:
+                os.write(report_w, marshal.dumps(message))
+            finally:
+                os._exit(0)
+    os.close(report_w)
+    try:
+        if middle < 0:
+            os.close(report_r)
+            _fail("clone: creating namespaces", ctypes.get_errno())
+        message = marshal.loads(_read_all(report_r) or marshal.dumps(("error", "clone", 0)))
+    finally:
+        if middle > 0:
+            os.waitpid(middle, 0)
+    if message[0] == "error":
+        raise SandboxError(message[1], message[2])
+    return message[1]
 
 
 # ---------------------------------------------------------------------------
@@ -5479,6 +5816,9 @@ os.register_at_fork(after_in_child=_Helper._forget_after_fork)
 # ---------------------------------------------------------------------------
 
 _MAX_ID = 0xFFFFFFFE
+# Container.namespaces: the names bubblewrap's --unshare-* options use.
+_NAMESPACES = {"user": CLONE_NEWUSER, "pid": CLONE_NEWPID, "ipc": CLONE_NEWIPC,
+               "uts": CLONE_NEWUTS, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP}
 
 
 def _current_umask():
@@ -5584,6 +5924,19 @@ class Container:
         self.landlock = "auto"
         self.allow_connect = None
         self.allow_bind = None
+        # bubblewrap's defaults (the bwrap personality; issue 11).  hardened
+        # False: the namespaces in `namespaces` only (a mount namespace
+        # always, a user namespace too for a non-root caller), uid/gid None
+        # for the caller's own, `caps` the capability numbers the command
+        # keeps (None: a root caller's own, else none), inherited fds kept,
+        # no built-in seccomp filter, cloned from this process.
+        self.hardened = True
+        self.namespaces = ()
+        self.caps = None
+        self.die_with_parent = False
+        self.as_pid_1 = False
+        self.userns_fd = self.userns2_fd = self.pidns_fd = None
+        self.disable_userns = self.assert_userns_disabled = False
         self.pid = None
         self.returncode = None
         self._chan = None
@@ -5626,7 +5979,7 @@ class Container:
     def start(self):
         if self._stage != "new":
             raise SandboxError("sandbox: already started", errno.EBUSY)
-        if not self.ops:
+        if not self.ops and self.hardened:     # bubblewrap's: an empty tmpfs root
             raise SandboxError("sandbox: starting an empty container", errno.EINVAL)
         for index, op in enumerate(self.ops):
             if not isinstance(op, Op):
@@ -5643,12 +5996,15 @@ class Container:
         _user_rules(self.seccomp_rules)
         _check_id(self.uid, "uid")
         _check_id(self.gid, "gid")
+        if not self.hardened:
+            self._check_bwrap()
         if self.path is not None and self.path != "":
             if not isinstance(self.path, str) or not self.path.startswith("/"):
                 raise SandboxError("invalid executable path %s" % _q(self.path), errno.EINVAL)
         if not isinstance(self.hostname, str) or len(self.hostname.encode()) > 64 or "\0" in self.hostname:
             raise SandboxError("hostname: invalid %r" % (self.hostname,), errno.EINVAL)
-        if not isinstance(self.dir, str) or not self.dir.startswith("/"):
+        if (self.hardened or self.dir is not None) and (
+                not isinstance(self.dir, str) or not self.dir.startswith("/")):
             raise SandboxError("dir: %s is not absolute" % _q(self.dir), errno.EINVAL)
         if not isinstance(self.parent_perm, int) or not 0 <= self.parent_perm <= 0o7777:
             raise SandboxError("parent_perm: invalid mode %r" % (self.parent_perm,), errno.EINVAL)
@@ -5677,6 +6033,55 @@ class Container:
                                    "is given" % (self._limits["open_files"], fds), errno.EINVAL)
         self._stage = "started"
 
+    def _check_bwrap(self):
+        unknown = set(self.namespaces) - set(_NAMESPACES)
+        if unknown:
+            raise SandboxError("namespaces: unknown %s" % ", ".join(sorted(unknown)), errno.EINVAL)
+        if self.caps is not None:
+            if any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < 64
+                   for c in self.caps):
+                raise SandboxError("caps: invalid capability in %r" % (self.caps,), errno.EINVAL)
+        if "user" in self.namespaces and self.userns_fd is not None:
+            raise SandboxError("userns_fd: not with a new user namespace", errno.EINVAL)
+        if (self.disable_userns and "user" not in self.namespaces):
+            raise SandboxError("disable_userns: needs a new user namespace", errno.EINVAL)
+        if self.as_pid_1 and "pid" not in self.namespaces:
+            raise SandboxError("as_pid_1: needs a new PID namespace", errno.EINVAL)
+        if self.pidns_fd is not None and "pid" in self.namespaces:
+            raise SandboxError("pidns_fd: not with a new PID namespace", errno.EOPNOTSUPP)
+        for name in ("userns_fd", "userns2_fd", "pidns_fd"):
+            if getattr(self, name) is not None:
+                setattr(self, name, _fd_of(getattr(self, name), name))
+        self._local = True      # fds inherited, namespaces joined: from this process
+
+    def _bwrap_config(self):
+        """cfg["bwrap"]: what bubblewrap's defaults change in the setup."""
+        names = set(self.namespaces)
+        new_user = "user" in names or (os.getuid() != 0 and self.userns_fd is None)
+        clone = CLONE_NEWNS | (CLONE_NEWUSER if new_user else 0)
+        for name in names - {"user"}:
+            clone |= _NAMESPACES[name]
+        caps = None
+        if self.caps is not None:
+            caps = sum(1 << c for c in set(self.caps))
+        elif os.getuid() != 0:
+            caps = 0
+        try:
+            old_cwd = os.getcwd()
+        except OSError:
+            old_cwd = ""
+        return {
+            "clone": clone, "caps": caps, "in_userns": new_user or self.userns_fd is not None,
+            "die_with_parent": bool(self.die_with_parent),
+            # Nothing to reap for without a PID namespace of its own: the
+            # init becomes the command (bubblewrap execs it directly).
+            "exec": bool(self.as_pid_1) or not clone & CLONE_NEWPID,
+            "userns_fd": self.userns_fd, "userns2_fd": self.userns2_fd,
+            "pidns_fd": self.pidns_fd, "disable_userns": bool(self.disable_userns),
+            "assert_userns_disabled": bool(self.assert_userns_disabled),
+            "old_cwd": old_cwd, "proc_fd": None, "own_caps": _capabilities()[0],
+        }
+
     def _config(self):
         if not self.args and not self.path:
             shell = os.environ.get("SHELL", "")
@@ -5700,7 +6105,7 @@ class Container:
                     raise _at_op(err, index)
             ops.append(_op_record(op))
         seccomp = int(self.effective_seccomp())
-        return {
+        cfg = {
             "args": args, "path": os.fsencode(self.path) if self.path else None,
             "dir": self.dir, "env": _encode_env(self.env),
             "uid": _proc_int("/proc/sys/kernel/overflowuid", 65534) if self.uid is None else self.uid,
@@ -5718,7 +6123,17 @@ class Container:
             "limits": None,       # limits: set by _request() when there are any
             "filter": _compiled_filter(seccomp, HOST_ARCH, self._seccomp_rules()),
             "user_seccomp": int(bool(self._seccomp_rules())),
+            "bwrap": None,
         }
+        if not self.hardened:
+            # bubblewrap's defaults: the caller's real ids, no built-in filter.
+            cfg["uid"] = os.getuid() if self.uid is None else self.uid
+            cfg["gid"] = os.getgid() if self.gid is None else self.gid
+            cfg["host_uid"], cfg["host_gid"] = os.getuid(), os.getgid()
+            cfg["filter"], cfg["landlock"] = None, "off"
+            cfg["bwrap"] = self._bwrap_config()
+            cfg["bwrap"]["ids"] = (cfg["uid"], cfg["gid"])
+        return cfg
 
     # -- serve: send the configuration; the container exists when it returns
     def serve(self):
@@ -7485,6 +7900,26 @@ def _args_file(cl, option, fd):
         cl.in_args_file = False
 
 
+def _cap_option(cl, option, name):
+    """--cap-add/--cap-drop, in order, as libcap's cap_from_name reads CAP."""
+    if name.lower() == "all":
+        cap = None
+    elif name.isascii() and name.isdigit():
+        cap = int(name)
+        if cap > 63:
+            raise _UsageError("unknown cap: %s" % name)
+    else:
+        lowered = name.lower()
+        if not lowered.startswith("cap_") or lowered[4:] not in _CAP_NAMES:
+            raise _UsageError("unknown cap: %s" % name)
+        cap = _CAP_NAMES.index(lowered[4:])
+    cl.fields.setdefault("_cap_changes", []).append((option == "--cap-add", cap))
+
+
+def _label(cl, option, label):
+    raise _UsageError("labeling not supported on this system")
+
+
 def _action(name):
     def handler(cl, option):
         cl.action = name
@@ -7616,6 +8051,25 @@ _OPTIONS = [
     _Option(("-h", "--help"), "", _action("help"), "this help", where=HARDENED),
     _Option("--help", "", _action("help"), "this help", where=BWRAP),
     _Option("--version", "", _action("version"), "the version"),
+    "Namespaces, identity and capabilities (bwrap):",
+    _Option("--userns", "FD", _field("userns_fd", _fd), "join this user namespace",
+            where=BWRAP, last=True),
+    _Option("--userns2", "FD", _field("userns2_fd", _fd),
+            "after setup, enter this (child) user namespace", where=BWRAP, last=True),
+    _Option("--pidns", "FD", _field("pidns_fd", _fd), "join this PID namespace",
+            where=BWRAP, last=True),
+    _Option("--disable-userns", "", _field_is("disable_userns", True),
+            "no more user namespaces inside (needs --unshare-user)", where=BWRAP),
+    _Option("--assert-userns-disabled", "", _field_is("assert_userns_disabled", True),
+            "fail unless user namespaces are disabled inside", where=BWRAP),
+    _Option("--as-pid-1", "", _field_is("as_pid_1", True),
+            "the command is PID 1 (needs --unshare-pid)", where=BWRAP),
+    _Option(("--cap-add", "--cap-drop"), "CAP", _cap_option,
+            "add or drop a capability (CAP_KILL, a number, or ALL)", where=BWRAP),
+    _Option(("--exec-label", "--file-label"), "LABEL", _label, "SELinux labels (not supported)",
+            where=BWRAP, last=True),
+    _Option("--level-prefix", "", _set("level_prefix", True),
+            "prefix messages with their syslog level (<3> error, <4> warning)", where=BWRAP),
 ]
 
 
@@ -7767,7 +8221,12 @@ def _status_line(fds, **fields):
 
 def main(argv=None):
     """The command line; returns the exit status."""
+    program = sys.argv[0] if argv is None else "sandbox.py"
     argv = sys.argv[1:] if argv is None else list(argv)
+    if os.path.basename(program) == "bwrap":
+        return _bwrap_main(program, argv)
+    if argv[:1] == ["--bwrap"]:
+        return _bwrap_main(program, argv[1:])
     try:
         cl = parse_command_line(argv)
         if cl.check and (cl.command or len(argv) > 1 + cl.check_json):
@@ -7867,6 +8326,121 @@ def _write_report(container, fd):
         os.write(fd, (report.json() + "\n").encode())
     except OSError:
         pass
+
+
+# ---------------------------------------------------------------------------
+# The bwrap personality: bubblewrap 0.11.1's command line (SPEC 2b).
+#
+# The table's BWRAP rows parse it; this part checks what bubblewrap checks
+# after parsing, turns the options into a container with bubblewrap's
+# defaults (Container.hardened False), and speaks as bubblewrap: messages
+# "bwrap: ..." (<3>/<4> with --level-prefix), exit status 1 for its own
+# errors, the command's otherwise.
+# ---------------------------------------------------------------------------
+
+BWRAP_VERSION = "0.11.1"
+_BWRAP_EXIT = 1
+
+
+def _bwrap_usage(program, out):
+    out.write(_help_text(BWRAP, intro="usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n\n"
+                         % program, outro=""))
+
+
+def _bwrap_main(program, argv):
+    level_prefix = "--level-prefix" in argv[:argv.index("--") if "--" in argv else len(argv)]
+
+    def die(message):
+        sys.stderr.write("%sbwrap: %s\n" % ("<3>" if level_prefix else "", message))
+        return _BWRAP_EXIT
+
+    if not argv:
+        _bwrap_usage(program, sys.stderr)
+        return _BWRAP_EXIT
+    try:
+        cl = parse_command_line(argv, BWRAP)
+    except _UsageError as err:
+        if str(err) == "no command given":
+            _bwrap_usage(program, sys.stderr)
+            return _BWRAP_EXIT
+        return die(err)
+    if cl.action == "help":
+        _bwrap_usage(program, sys.stdout)
+        return 0
+    if cl.action == "version":
+        sys.stdout.write("bubblewrap %s\n" % BWRAP_VERSION)
+        return 0
+    try:
+        container = _bwrap_container(cl)
+    except _UsageError as err:
+        return die(err)
+    if cl.die_with_parent:
+        # The whole tree dies with whatever started it: this process first.
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+    try:
+        return _run_command_line(container, cl)
+    except SandboxError as err:
+        failure = container._exec_error
+        if failure is not None and not os.fsdecode(failure[2]).startswith("chdir"):
+            return die("execvp %s: %s" % (cl.command[0], os.strerror(failure[1])))
+        if failure is not None:
+            return die("Can't chdir to %s: %s" % (container.dir, os.strerror(failure[1])))
+        return die(err)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+
+
+def _bwrap_container(cl):
+    """A Container with bubblewrap's defaults from what the options say,
+    after bubblewrap's own checks (its messages, as _UsageError)."""
+    fields = dict(cl.fields)
+    names = set(cl.unshare)
+    if cl.share_net:
+        names.discard("net")
+    if fields.get("userns_fd") is not None and "user" in names:
+        raise _UsageError("--userns not compatible --unshare-user")
+    root = os.getuid() == 0
+    in_userns = "user" in names or (not root and fields.get("userns_fd") is None)
+    if fields.get("disable_userns") and not in_userns:
+        raise _UsageError("--disable-userns requires --unshare-user")
+    for name, option in (("uid", "--uid"), ("gid", "--gid")):
+        own = os.getuid() if name == "uid" else os.getgid()
+        if fields.get(name, own) != own and not in_userns and fields.get("userns_fd") is None:
+            raise _UsageError("Specifying %s requires --unshare-user or --userns" % option)
+    if fields.get("hostname") and "uts" not in names:
+        raise _UsageError("Specifying --hostname requires --unshare-uts")
+    if fields.get("as_pid_1") and "pid" not in names:
+        raise _UsageError("Specifying --as-pid-1 requires --unshare-pid")
+    if fields.get("pidns_fd") is not None and "pid" in names:
+        raise _UsageError("--pidns with --unshare-pid: not supported")
+    changes = fields.pop("_cap_changes", None)
+    if changes is not None:
+        last = _proc_int("/proc/sys/kernel/cap_last_cap", 40)
+        caps = set(c for c in range(last + 1) if _capabilities()[0] >> c & 1) if root else set()
+        for add, cap in changes:
+            every = set(range(last + 1)) if cap is None else {cap}
+            caps = caps | every if add else caps - every
+        fields["caps"] = sorted(caps)
+    if in_userns:
+        names.add("user")
+    container = Container(*cl.command, ops=cl.ops)
+    container.hardened = False
+    container.uid = container.gid = None
+    container.namespaces = names
+    container.env, container.dir = cl.env, cl.chdir
+    container.die_with_parent = cl.die_with_parent
+    # No setsid unless --new-session: the terminal stays the command's.
+    container.flags = HardeningFlags(0 if cl.new_session else FAllowTTY)
+    for name, value in fields.items():
+        setattr(container, name, value)
+    # Paths as bubblewrap resolves them: sources from this directory,
+    # destinations from the sandbox's root.
+    for op in container.ops:
+        for name in op.paths:
+            value = getattr(op, name)
+            if isinstance(value, str) and value and not value.startswith("/"):
+                setattr(op, name, os.path.abspath(value) if name == "source" else "/" + value)
+    return container
 
 
 if __name__ == "__main__":

@@ -2386,6 +2386,210 @@ def test_many_sandboxes_from_many_threads():
 
 
 # ---------------------------------------------------------------------------
+# bubblewrap's defaults (Container.hardened False): the container the bwrap
+# personality sets up, through the library.
+# ---------------------------------------------------------------------------
+
+def bwrap_run(script, pass_fd=None, **fields):
+    """Run sh -c script with bubblewrap's defaults over a bind of the host's
+    /; returns (status, stdout)."""
+    c = sandbox.Container("/bin/sh", "-c", script,
+                          ops=sandbox.Ops().bind("/", "/", sandbox.BindWritable).tmpfs("/tmp"))
+    c.hardened, c.uid, c.gid, c.dir, c.env = False, None, None, None, dict(ENV)
+    c.flags = sandbox.FAllowTTY
+    for name, value in fields.items():
+        setattr(c, name, value)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    c.stdout = write_end
+    try:
+        c.start()
+        c.serve()
+        os.close(write_end)
+        write_end = None
+        chunks = []
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return c.wait(timeout=30), b"".join(chunks).decode()
+    finally:
+        c.close()
+        os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+
+
+def status_fields(text):
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def test_bubblewrap_defaults_namespaces_ids_directory_and_fds(as_user):
+    def body():
+        keep = os.open("/dev/null", os.O_RDONLY)
+        os.set_inheritable(keep, True)                # inherited: passed through
+        try:
+            status, out = bwrap_run(
+                "id -u; id -g; readlink /proc/self/ns/user /proc/self/ns/net /proc/self/ns/pid"
+                " /proc/self/ns/mnt; pwd; echo $PWD; test -e /proc/self/fd/%d && echo fd;"
+                " grep -c . /proc/self/uid_map; grep Seccomp: /proc/self/status" % keep)
+        finally:
+            os.close(keep)
+        assert status == 0
+        lines = out.split("\n")
+        assert lines[:2] == [str(os.getuid()), str(os.getgid())]
+        host = [os.readlink("/proc/self/ns/" + ns) for ns in ("user", "net", "pid", "mnt")]
+        # A user namespace only for a non-root caller; no other but the mount one.
+        assert (lines[2] == host[0]) == (os.getuid() == 0)
+        assert lines[3:5] == host[1:3] and lines[5] != host[3]
+        assert lines[6:9] == [os.getcwd(), os.getcwd(), "fd"]     # the caller's directory
+        assert lines[10].split() == ["Seccomp:", "0"]
+        status, out = bwrap_run("readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts;"
+                                " echo $$", namespaces={"net", "ipc", "uts", "pid"})
+        lines = out.split()
+        assert all(a != b for a, b in zip(lines[:3], (os.readlink("/proc/self/ns/" + ns)
+                                                        for ns in ("net", "ipc", "uts"))))
+        assert lines[3] != "1"        # our init is PID 1 and reaps
+    as_user(body)
+
+
+def test_bubblewrap_directory_falls_back_to_home_then_root(as_user):
+    def body():
+        here = tempfile.mkdtemp(prefix="sandbox-cwd-")
+        os.chmod(here, 0o755)
+        old = os.getcwd()
+        try:
+            os.chdir(here)
+            # The caller's directory is hidden under a tmpfs: $HOME, else /.
+            _, out = bwrap_run("pwd; echo $PWD", env=dict(ENV, HOME="/usr"),
+                               ops=sandbox.Ops().bind("/", "/", 0).tmpfs(here))
+            assert out.split() == [here, here]       # the tmpfs's root exists
+            _, out = bwrap_run("pwd; echo $PWD", env=dict(ENV, HOME="/usr"),
+                               ops=sandbox.Ops().bind("/", "/", 0).tmpfs(os.path.dirname(here)))
+            assert out.split() == ["/usr", "/usr"]
+            _, out = bwrap_run("pwd; echo $PWD", env=dict(ENV, HOME="/nonexistent"),
+                               ops=sandbox.Ops().bind("/", "/", 0).tmpfs(os.path.dirname(here)))
+            assert out.split() == ["/", "/"]
+        finally:
+            os.chdir(old)
+            os.rmdir(here)
+    as_user(body)
+
+
+def test_bubblewrap_capabilities(as_user):
+    def body():
+        own = int(status_fields(open("/proc/self/status").read())["CapEff"], 16)
+        _, out = bwrap_run("cat /proc/self/status")
+        fields = status_fields(out)
+        assert fields["NoNewPrivs"].strip() == "1"
+        if os.getuid() == 0:          # a root caller keeps its own, untouched
+            assert int(fields["CapEff"], 16) == own
+            assert int(fields["CapBnd"], 16) == int(status_fields(
+                open("/proc/self/status").read())["CapBnd"], 16)
+        else:
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                assert int(fields[cap], 16) == 0, cap
+        # Exactly the capabilities asked for (CAP_KILL, CAP_NET_BIND_SERVICE),
+        # in every set, and the init keeps none (PID 1 is ours here).
+        _, out = bwrap_run("cat /proc/self/status; echo; cat /proc/1/status",
+                           caps=[5, 10], namespaces={"user", "pid"},
+                           ops=sandbox.Ops().bind("/", "/", 0).proc("/proc"))
+        mine, init = out.split("\n\n")
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(status_fields(mine)[cap], 16) == 1 << 5 | 1 << 10, cap
+        for cap in ("CapPrm", "CapEff"):
+            assert int(status_fields(init)[cap], 16) == 0, cap
+        _, out = bwrap_run("cat /proc/self/status", caps=[])
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            assert int(status_fields(out)[cap], 16) == 0, cap
+    as_user(body)
+
+
+def test_bubblewrap_as_pid_1_and_die_with_parent(as_user):
+    def body():
+        _, out = bwrap_run("echo $$", namespaces={"pid"}, as_pid_1=True)
+        assert out == "1\n"
+        # With die_with_parent the command dies with whatever started it.
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            os.dup2(write_end, 9)        # inheritable; sh takes one digit
+            try:
+                bwrap_run("echo $$ >&9; exec sleep 60 9>&-", die_with_parent=True)
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as f:
+            sleeper = int(f.readline())
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for _ in range(500):
+            try:
+                with open("/proc/%d/stat" % sleeper) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+            except FileNotFoundError:
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(sleeper, signal.SIGKILL)
+            pytest.fail("the command outlived the process that started it")
+    as_user(body)
+
+
+def test_bubblewrap_disable_userns_and_its_check(as_user):
+    def body():
+        status, out = bwrap_run("unshare -U true && echo nested",
+                                namespaces={"user"}, disable_userns=True)
+        assert (status, out) == (1, "")
+        status, out = bwrap_run("unshare -U true && echo nested", namespaces={"user"})
+        assert (status, out) == (0, "nested\n")
+        with pytest.raises(sandbox.SandboxError, match="not disabled as requested"):
+            bwrap_run("true", assert_userns_disabled=True)
+        with pytest.raises(sandbox.SandboxError, match="disable_userns: needs"):
+            bwrap_run("true", disable_userns=True)
+    as_user(body)
+
+
+def test_bubblewrap_joins_given_namespaces(as_user):
+    def body():
+        first = sandbox.Container("/bin/sh", "-c", "read x", ops=sandbox.Ops().bind("/", "/", 0))
+        first.hardened, first.uid, first.gid, first.dir = False, None, None, None
+        first.namespaces = {"user", "pid"}
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        first.stdin = read_end
+        first.start()
+        first.serve()
+        os.close(read_end)
+        try:
+            command = first.pid        # its init, as bubblewrap's info fd gives it
+            want = [os.readlink("/proc/%d/ns/%s" % (command, ns)) for ns in ("user", "pid")]
+            userns = os.open("/proc/%d/ns/user" % command, os.O_RDONLY | os.O_CLOEXEC)
+            pidns = os.open("/proc/%d/ns/pid" % command, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _, out = bwrap_run("readlink /proc/self/ns/user /proc/self/ns/pid",
+                                   userns_fd=userns, pidns_fd=pidns)
+            finally:
+                os.close(userns)
+                os.close(pidns)
+            assert out.split() == want
+        finally:
+            os.write(write_end, b"\n")
+            os.close(write_end)
+            assert first.wait(timeout=30) == 0
+            first.close()
+        # What is not a user namespace cannot be joined: bubblewrap's words.
+        userns = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with pytest.raises(sandbox.SandboxError, match="^Joining the specified user namespace"):
+                bwrap_run("true", userns_fd=userns)
+        finally:
+            os.close(userns)
+    as_user(body)
+
+
+# ---------------------------------------------------------------------------
 # The command line, driven as a subprocess, as the caller and as uid 65534.
 # ---------------------------------------------------------------------------
 
@@ -3133,6 +3337,209 @@ def test_no_way_to_the_host_network(as_user):
             listener.close()
             abstract.close()
     as_user(body)
+
+
+# ---------------------------------------------------------------------------
+# The bwrap personality (sandbox.py run as `bwrap`, through a symlink), as
+# the caller and as uid 65534: bubblewrap's defaults and messages.
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bwrap_symlink():
+    """A symlink named bwrap to an executable copy of sandbox.py that uid
+    65534 can read, as a user would install it."""
+    directory = tempfile.mkdtemp(prefix="sandbox-bwrap-")
+    os.chmod(directory, 0o755)
+    copy = os.path.join(directory, "sandbox.py")
+    with open(SANDBOX_PY, "rb") as src, open(copy, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(copy, 0o755)
+    link = os.path.join(directory, "bwrap")
+    os.symlink("sandbox.py", link)
+    yield link
+    os.unlink(link)
+    os.unlink(copy)
+    os.rmdir(directory)
+
+
+@pytest.fixture(params=["caller", "nobody"])
+def bwrap(request, bwrap_symlink):
+    """bwrap(*args, **subprocess_kwargs) -> CompletedProcess of the symlink,
+    found through PATH by its shebang's env (/usr/bin/python3 for 65534)."""
+    drop = request.param == "nobody" and os.geteuid() == 0
+    path = "/usr/bin:/bin" if drop else os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+
+    def run_bwrap(*args, **kwargs):
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("cwd", "/")
+        kwargs.setdefault("env", {"PATH": path, "HOME": "/"})
+        return subprocess.run([bwrap_symlink] + list(args), preexec_fn=_drop_ids if drop else None,
+                              **kwargs)
+    run_bwrap.path = bwrap_symlink
+    run_bwrap.preexec = _drop_ids if drop else None
+    run_bwrap.env = {"PATH": path, "HOME": "/"}
+    return run_bwrap
+
+
+def test_bwrap_help_version_messages_and_exit_statuses(bwrap):
+    cp = bwrap("--version")
+    assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"bubblewrap 0.11.1\n", b"")
+    cp = bwrap("--ro-bind", "/", "/", "--help", "true")
+    assert cp.returncode == 0 and cp.stderr == b""
+    assert cp.stdout.startswith(b"usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n"
+                                % bwrap.path.encode())
+    for args in ((), ("--ro-bind", "/", "/")):      # no command: usage on stderr, 1
+        cp = bwrap(*args)
+        assert (cp.returncode, cp.stdout) == (1, b"")
+        assert cp.stderr.startswith(b"usage: %s " % bwrap.path.encode())
+    cases = [
+        (("--frob", "true"), "bwrap: Unknown option --frob"),
+        (("--bind", "/nonexistent-source", "/x", "true"),
+         "bwrap: Can't find source path /nonexistent-source: No such file or directory"),
+        (("--ro-bind", "/", "/", "no-such-command"),
+         "bwrap: execvp no-such-command: No such file or directory"),
+        (("--ro-bind", "/", "/", "--chdir", "/nonexistent", "true"),
+         "bwrap: Can't chdir to /nonexistent: No such file or directory"),
+        (("--level-prefix", "--frob", "true"), "<3>bwrap: Unknown option --frob"),
+        (("--uid", "12345", "--userns", "x", "true"), "bwrap: Invalid fd: x"),
+        (("--cap-add", "kill", "true"), "bwrap: unknown cap: kill"),
+        (("--hostname", "box", "true"), "bwrap: Specifying --hostname requires --unshare-uts"),
+        (("--as-pid-1", "true"), "bwrap: Specifying --as-pid-1 requires --unshare-pid"),
+        (("--exec-label", "x", "true"), "bwrap: labeling not supported on this system"),
+    ]
+    for args, message in cases:
+        cp = bwrap(*args)
+        assert (cp.returncode, cp.stderr.decode()) == (1, message + "\n"), args
+    cp = bwrap("--level-prefix", "--chdir", "/", "--chdir", "/", "--ro-bind", "/", "/", "true")
+    assert (cp.returncode, cp.stderr) == (
+        0, b"<4>bwrap: Only the last --chdir option will take effect\n")
+    # The command's own status; 128+N for signal N.
+    assert bwrap("--ro-bind", "/", "/", "sh", "-c", "exit 7").returncode == 7
+    assert bwrap("--ro-bind", "/", "/", "sh", "-c", "kill -9 $$").returncode == 128 + 9
+    # --bwrap as the first argument picks the personality too.
+    cp = subprocess.run([sys.executable, SANDBOX_PY, "--bwrap", "--version"],
+                        capture_output=True, timeout=60)
+    assert cp.stdout == b"bubblewrap 0.11.1\n"
+
+
+def test_bwrap_defaults(bwrap):
+    unprivileged = bwrap.preexec is not None or os.geteuid() != 0
+    host = dict((ns, os.readlink("/proc/self/ns/" + ns)) for ns in ("user", "pid", "net", "ipc"))
+    keep = os.open("/dev/null", os.O_RDONLY)
+    try:
+        cp = bwrap("--bind", "/", "/", "--tmpfs", "/tmp", "sh", "-c",
+                   "id -u; readlink /proc/self/ns/user /proc/self/ns/pid /proc/self/ns/net"
+                   " /proc/self/ns/ipc; echo $PWD; test -e /proc/self/fd/%d && echo fd;"
+                   " grep -E 'Seccomp:|CapEff' /proc/self/status" % keep,
+                   cwd="/usr", pass_fds=(keep,))
+    finally:
+        os.close(keep)
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.decode().split("\n")
+    assert lines[0] == ("65534" if unprivileged else str(os.getuid()))
+    # a user namespace for a non-root caller only; the host's pid, net, ipc
+    assert (lines[1] == host["user"]) != unprivileged
+    assert lines[2:5] == [host["pid"], host["net"], host["ipc"]]
+    assert lines[5:7] == ["/usr", "fd"]     # the old directory; inherited fds kept
+    assert lines[8].split() == ["Seccomp:", "0"]
+    own = int(open("/proc/self/status").read().split("CapEff:\t")[1].split()[0], 16)
+    assert int(lines[7].split()[1], 16) == (0 if unprivileged else own)
+    # Asked for: new namespaces, the command as PID 1, capabilities.
+    cp = bwrap("--unshare-all", "--as-pid-1", "--bind", "/", "/", "--proc", "/proc", "sh", "-c",
+               "echo $$; readlink /proc/self/ns/net /proc/self/ns/ipc")
+    lines = cp.stdout.decode().split()
+    assert lines[0] == "1" and lines[1] != host["net"] and lines[2] != host["ipc"], cp.stderr
+    cp = bwrap("--unshare-user", "--cap-drop", "ALL", "--cap-add", "CAP_KILL", "--cap-add", "10",
+               "--ro-bind", "/", "/",
+               "grep", "-E", "Cap(Eff|Amb|Bnd)", "/proc/self/status")
+    assert [int(line.split()[1], 16) for line in cp.stdout.decode().splitlines()] == \
+        [1 << 5 | 1 << 10] * 3, cp.stderr
+    cp = bwrap("--cap-drop", "ALL", "--ro-bind", "/", "/", "grep", "CapEff", "/proc/self/status")
+    assert int(cp.stdout.split()[1], 16) == 0
+    # The environment: PWD is always set; the $HOME fallback.
+    cp = bwrap("--ro-bind", "/", "/", "--clearenv", "/usr/bin/env", cwd="/usr")
+    assert cp.stdout == b"PWD=/usr\n"
+    here = tempfile.mkdtemp(dir="/tmp")
+    os.chmod(here, 0o755)
+    try:       # the old directory is not there inside: $HOME
+        cp = bwrap("--ro-bind", "/", "/", "--tmpfs", "/tmp", "--setenv", "HOME", "/etc", "sh",
+                   "-c", "pwd; echo $PWD", cwd=here)
+    finally:
+        os.rmdir(here)
+    assert cp.stdout == b"/etc\n/etc\n"
+
+
+def test_bwrap_reports_the_command_s_status_at_once(bwrap):
+    """As bubblewrap's monitor: with --unshare-pid the status comes when
+    the command exits; what it left behind is waited for, not killed."""
+    go_r, go_w = os.pipe()
+    out_r, out_w = os.pipe()
+    try:
+        cp = subprocess.run([bwrap.path, "--unshare-pid", "--dev-bind", "/", "/", "bash", "-c",
+                             "(read x <&%d; echo late >&%d) & exit 3" % (go_r, out_w)],
+                            pass_fds=(go_r, out_w), preexec_fn=bwrap.preexec,
+                            env=bwrap.env, cwd="/", timeout=60)
+        os.close(go_r)
+        go_r = None
+        os.close(out_w)
+        out_w = None
+        assert cp.returncode == 3
+        assert select.select([out_r], [], [], 0)[0] == []     # still running
+        os.write(go_w, b"\n")
+        ready, _, _ = select.select([out_r], [], [], 30)
+        assert ready and os.read(out_r, 100) == b"late\n"
+        ready, _, _ = select.select([out_r], [], [], 30)
+        assert ready and os.read(out_r, 100) == b""
+    finally:
+        _close_all_fds(go_r, go_w, out_r, out_w)
+
+
+def _close_all_fds(*fds):
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
+def test_bwrap_disable_userns(bwrap):
+    cp = bwrap("--unshare-user", "--disable-userns", "--ro-bind", "/", "/", "sh", "-c",
+               "unshare -U true || echo refused")
+    assert (cp.returncode, cp.stdout) == (0, b"refused\n"), cp.stderr
+    cp = bwrap("--assert-userns-disabled", "--ro-bind", "/", "/", "true")
+    assert (cp.returncode, cp.stderr) == (
+        1, b"bwrap: creation of new user namespaces was not disabled as requested\n")
+    if os.geteuid() == 0 and bwrap.preexec is None:
+        cp = bwrap("--disable-userns", "--ro-bind", "/", "/", "true")
+        assert cp.stderr == b"bwrap: --disable-userns requires --unshare-user\n"
+
+
+def test_bwrap_die_with_parent_takes_the_tree_down(bwrap):
+    # The command holds an inherited pipe: EOF once bwrap, its init and the
+    # command are all gone after their starter is killed.
+    starter = ("import os, subprocess, sys, time\n"
+               "subprocess.Popen(sys.argv[2:], close_fds=False)\n"
+               "os.close(int(sys.argv[1]))\n"
+               "print('started', flush=True)\n"
+               "time.sleep(60)\n")
+    for extra in ((), ("--unshare-pid",)):
+        read_end, write_end = os.pipe()
+        os.set_inheritable(write_end, True)
+        proc = subprocess.Popen(
+            ["/usr/bin/python3", "-c", starter, str(write_end), bwrap.path, "--die-with-parent"]
+            + list(extra) + ["--ro-bind", "/", "/", "sh", "-c", "echo up; exec sleep 60"],
+            stdout=subprocess.PIPE, preexec_fn=bwrap.preexec, env=bwrap.env, cwd="/",
+            close_fds=False)
+        os.close(write_end)
+        try:
+            assert proc.stdout.readline() == b"started\n"
+            assert proc.stdout.readline() == b"up\n"
+            proc.kill()
+            proc.wait()
+            ready, _, _ = select.select([read_end], [], [], 20)
+            assert ready and os.read(read_end, 1) == b"", "the sandbox outlived its starter"
+        finally:
+            proc.stdout.close()
+            os.close(read_end)
 
 
 # ---------------------------------------------------------------------------
