@@ -2804,6 +2804,12 @@ class Bind(Op):
 
     def early(self, state):
         self._resolved = self._identity = None
+        self._tree = state.trees.get(state.index, False)
+        if self._tree is not False:
+            # The caller opened the source (see _open_bind_trees); None: an
+            # optional bind whose source does not exist.
+            self._resolved = None if self._tree is None else "tree"
+            return
         try:
             resolved = _resolve_in_root(_HOST, self.source)
             st = os.stat(resolved)
@@ -2823,7 +2829,10 @@ class Bind(Op):
         what = self.what
         source = self._resolved
         target = _resolve_in_root(_SYSROOT, self.target)
-        is_dir = os.path.isdir(source)
+        if self._tree is not False:
+            is_dir = stat.S_ISDIR(os.fstat(self._tree).st_mode)
+        else:
+            is_dir = os.path.isdir(source)
         try:
             _make_dirs(os.path.dirname(target), state.parent_mode(0))
             if is_dir:
@@ -2832,6 +2841,11 @@ class Bind(Op):
                 _touch(target, 0o444)
         except OSError as err:
             _fail("%s: creating %r" % (what, self.target), err.errno)
+        if self._tree is not False:
+            _forget_under(target)
+            _move_mount(self._tree, target, what)
+            os.close(self._tree)
+            return
         _bind_mount(source, target, self.flags, what,
                     alone=not is_dir or not state.host_mounts_under(source))
 
@@ -3404,7 +3418,9 @@ class Ops(list):
 def default_ops():
     """A read-only host system: /usr, /bin, /sbin, /lib*, /etc bound
     read-only (merged-/usr symlinks kept as symlinks), /proc, /dev, /tmp."""
-    return _default_ops("")
+    ops = _default_ops("")
+    ops._made_as = list(ops)    # (see _needs_trees)
+    return ops
 
 
 def _default_ops(host):
@@ -4345,6 +4361,7 @@ class _SetupState:
         self.own_pid_ns = bwrap is None or bool(bwrap["clone"] & CLONE_NEWPID) or (
             bwrap["pidns_fd"] is not None)
         self.index = 0
+        self.trees = {}        # op index -> the fd of its bind's tree (caller-made)
         self._host_mountpoints = None
         # Landlock: a _LandlockTargets taking each op's target as it is
         # applied; None when no ruleset restricts the file system.
@@ -4363,6 +4380,15 @@ class _SetupState:
             self._host_mountpoints = [e.mountpoint for e in _read_mountinfo(_HOST + "/")]
         prefix = path.rstrip("/") + "/"
         return any(mountpoint.startswith(prefix) for mountpoint in self._host_mountpoints)
+
+
+def _trees_by_op(records, fds):
+    """{op index: tree fd, or None for an optional bind with no source}
+    from the request's ("trees") record [(index, present), ...]."""
+    fds, trees = list(fds), {}
+    for index, present in records:
+        trees[index] = fds.pop(0) if present else None
+    return trees
 
 
 def _send(chan, *message):
@@ -4389,6 +4415,107 @@ def _map_identity(uid, gid, host_uid, host_gid):
     _write_file("/proc/self/setgroups", b"deny\n", "setgroups")
     _write_file("/proc/self/gid_map", b"%d %d 1\n" % (gid, host_gid), "gid_map")
     _prctl(PR_SET_DUMPABLE, 0, what="uid_map: dumpable")
+
+
+# Identity (SPEC 3.2).  A sandbox whose host ids are the cloner's own maps
+# them itself, from inside (the kernel lets any process map its own ids).
+# Other host ids (a root caller's default: the overflow ids) are mapped from
+# outside: the cloner, which has CAP_SETUID in the parent user namespace,
+# writes the child's maps while the child waits, then releases it.  The
+# child then holds host root's credentials, unmapped inside, and setresuid/
+# setresgid to the inner ids (mapped to the host ids) before anything else:
+# capabilities in its own namespace survive that (no inner root to leave),
+# setup creates files as a mapped id, and the command runs as the host ids.
+# The user namespace stays host root's, so no host process of the sandbox's
+# host uid holds capabilities over it.
+
+def _maps_from_outside(host_uid, host_gid):
+    return (host_uid, host_gid) != (os.geteuid(), os.getegid())
+
+
+def _write_maps(pid, uid, gid, host_uid, host_gid, what="uid_map"):
+    """Map uid/gid of pid's user namespace to host_uid/host_gid, from
+    outside (setgroups denied first, as the kernel requires)."""
+    base = "/proc/%d/" % pid
+    _write_file(base + "uid_map", b"%d %d 1\n" % (uid, host_uid), what)
+    _write_file(base + "setgroups", b"deny\n", what + ": setgroups")
+    _write_file(base + "gid_map", b"%d %d 1\n" % (gid, host_gid), what + ": gid_map")
+
+
+def _clone_mapped(flags, key):
+    """_clone(flags) of a container's init for shell key `key`; when its
+    ids are mapped from outside, they are written before the child goes
+    on (it waits for that, and exits if the cloner fails).  Returns the
+    pid (0 in the child), or -1 with errno set."""
+    uid, gid, host_uid, host_gid = key[:4]
+    if not _maps_from_outside(host_uid, host_gid):
+        return _clone(flags)
+    if os.getgroups():
+        # setgroups is denied inside: the supplementary groups the cloner
+        # has when it clones stay the sandbox's.
+        os.setgroups([])
+    release_r, release_w = os.pipe2(os.O_CLOEXEC)
+    pid = _clone(flags)
+    if pid == 0:
+        os.close(release_w)
+        go = os.read(release_r, 1)
+        os.close(release_r)
+        if go != b"g":
+            os._exit(_SETUP_FAILED)
+        return 0
+    errno_saved = ctypes.get_errno()
+    os.close(release_r)
+    try:
+        if pid > 0:
+            try:
+                _write_maps(pid, uid, gid, host_uid, host_gid)
+            except SandboxError:
+                os.kill(pid, signal.SIGKILL)
+                raise
+            os.write(release_w, b"g")
+    finally:
+        os.close(release_w)
+    ctypes.set_errno(errno_saved)
+    return pid
+
+
+def _become_mapped(key):
+    """In an init whose maps were written from outside: take the inner ids
+    (what is created from now on is theirs; capabilities stay)."""
+    uid, gid = key[:2]
+    try:
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as err:
+        _fail("setresuid to the mapped ids", err.errno)
+    # A change of euid resets dumpable to fs.suid_dumpable: keep the host's
+    # processes of that uid from ptracing init and the worker.
+    _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
+
+
+def _make_userns(uid_line, gid_line):
+    """An fd of a new user namespace with these maps (written from
+    outside, so any ids a privileged cloner may map): what an idmapped
+    bind is given.  Its one process only waits while it is made."""
+    release_r, release_w = os.pipe2(os.O_CLOEXEC)
+    pid = _clone(CLONE_NEWUSER)
+    if pid == 0:
+        os.close(release_w)
+        os.read(release_r, 1)
+        os._exit(0)
+    os.close(release_r)
+    try:
+        if pid < 0:
+            _fail("idmap: creating a user namespace", ctypes.get_errno())
+        base = "/proc/%d/" % pid
+        _write_file(base + "uid_map", uid_line, "idmap: uid_map")
+        _write_file(base + "setgroups", b"deny\n", "idmap: setgroups")
+        _write_file(base + "gid_map", gid_line, "idmap: gid_map")
+        return os.open(base + "ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(release_w)
+        if pid > 0:
+            os.waitpid(pid, 0)
 
 
 def _enter_intermediate_root():
@@ -4501,7 +4628,7 @@ class _RootAhead:
 
     def wanted(self, cfg):
         # (default_ops() make no parents: any parent_perm builds the same)
-        return cfg["ops"] == self.records
+        return cfg["ops"] == self.records and not cfg.get("trees")
 
 
 def _enter_sysroot():
@@ -4825,7 +4952,7 @@ def _shell_key(cfg, cgroup):
             int(cfg.get("user_seccomp", 0)))
 
 
-def _init_process(key, keep, cgroup, bwrap=None):
+def _init_process(key, keep, cgroup, bwrap=None, outside=False):
     """PID 1's part of the shell: its own state, most of which the command
     inherits (signals, session, bounding set, cgroup).  With bubblewrap's
     defaults (`bwrap`), inherited fds stay open, the bounding set is cut
@@ -4864,6 +4991,8 @@ def _init_process(key, keep, cgroup, bwrap=None):
                 os.close(fd)
             os.close(directory)
         _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
+    if outside:
+        _become_mapped(key)     # (after joining the cgroup: as host root)
 
 
 def _close_cloexec_fds(keep):
@@ -4881,13 +5010,13 @@ def _close_cloexec_fds(keep):
             pass      # the directory listing itself
 
 
-def _init_namespaces(key, bwrap=None):
+def _init_namespaces(key, bwrap=None, outside=False):
     """The worker's part of the shell: what the container's namespaces
     share (done here, its Python work leaves PID 1's pages untouched).
     With bubblewrap's defaults, ids are mapped only in a user namespace of
     its own and lo brought up only in a network namespace of its own."""
     uid, gid, host_uid, host_gid, flags = key[:5]
-    if bwrap is None or bwrap["clone"] & CLONE_NEWUSER:
+    if (bwrap is None or bwrap["clone"] & CLONE_NEWUSER) and not outside:
         try:
             _map_identity(uid, gid, host_uid, host_gid)
         except SandboxError as err:     # a namespace without capabilities (AppArmor)
@@ -4906,12 +5035,13 @@ _SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "
                  "fd_targets", "limits", "bwrap")
 
 
-def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
+def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()):
     """The worker: the second half of setup (the file system); then it
     hands PID 1 what it needs to start the command, and exits.  Its exit
     (the teardown of a copy of a Python process) overlaps PID 1's work.
     A spare's worker tells the helper whether the request wanted
-    default_ops(), so that the next spare builds them ahead or not."""
+    default_ops(), so that the next spare builds them ahead or not.
+    `trees`: the bind sources the caller opened (see _open_bind_trees)."""
     wanted = ahead is not None and ahead.wanted(cfg)
     try:
         if cfg["hostname"]:
@@ -4923,6 +5053,7 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None):
         landlock = _landlock_plan(cfg["landlock"], _landlock_abi(), cfg["flags"],
                                   cfg["allow_connect"], cfg["allow_bind"])
         state = _SetupState(cfg, stdio[1])
+        state.trees = _trees_by_op(cfg.get("trees", ()), trees)
         if landlock[1]:
             state.landlock = _LandlockTargets(landlock)
         built_ahead = _build_root(ops, state, ahead, wanted)
@@ -5052,36 +5183,36 @@ def _fork_worker(stdio, extras):
     return worker, ours
 
 
-def _container_init(cfg, chan, stdio, extras, cgroup):
+def _container_init(cfg, chan, stdio, extras, cgroup, trees, outside):
     """Body of a child cloned for this configuration; never returns."""
     bwrap = cfg["bwrap"]
     try:
         key = _shell_key(cfg, cgroup)
-        keep = [chan] + list(stdio) + list(extras) + list(cgroup or ())
-        _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap)
-        worker, link = _fork_worker(stdio, extras)
+        keep = [chan] + list(stdio) + list(extras) + list(cgroup or ()) + list(trees)
+        _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap, outside)
+        worker, link = _fork_worker(stdio, list(extras) + list(trees))
     except BaseException as err:
         _report_setup_failure(chan, err)
     if worker == 0:
         try:
-            _init_namespaces(key, bwrap)
+            _init_namespaces(key, bwrap, outside)
         except BaseException as err:
             _report_setup_failure(chan, err)
-        _set_up(cfg, chan, stdio, extras, link)
+        _set_up(cfg, chan, stdio, extras, link, trees=trees)
     os.close(chan)
     _init_serve(worker, link, cfg["filter"], bwrap)
 
 
-def _spare_main(key, sock, filter_program, build_ahead):
+def _spare_main(key, sock, filter_program, build_ahead, outside):
     """Body of a spare: the shell for `key` and a forked worker that waits
     for a request from the helper (having built default_ops() ahead if
     `build_ahead`) and carries on as that container's worker; never
     returns."""
     try:
-        _init_process(key, [sock], None)
+        _init_process(key, [sock], None, outside=outside)
         worker, link = _fork_worker((), ())
         if worker == 0:
-            _init_namespaces(key)
+            _init_namespaces(key, outside=outside)
             helper = socket.socket(fileno=sock)
             ahead = _RootAhead(build_ahead)
             payload, fds = _recv_fds(helper)
@@ -5090,7 +5221,7 @@ def _spare_main(key, sock, filter_program, build_ahead):
             cfg, taken, memfd = _decode_request(payload, fds)
             _close_all([memfd] + taken["cgroup"])
             _set_up(cfg, taken["chan"], (taken["stdin"], taken["stdout"], taken["stderr"]),
-                    taken["extras"], link, helper, ahead)
+                    taken["extras"], link, helper, ahead, taken.get("trees", ()))
         os.close(sock)
     except BaseException:
         os._exit(_SETUP_FAILED)
@@ -5197,7 +5328,7 @@ def _clone(flags):
     return pid
 
 
-def _launch(cfg, chan, stdio, extras, cgroup):
+def _launch(cfg, chan, stdio, extras, cgroup, trees=()):
     """Clone the container's init from this (single-threaded) process;
     returns its pid."""
     if SYS_clone is None:
@@ -5205,10 +5336,14 @@ def _launch(cfg, chan, stdio, extras, cgroup):
     bwrap = cfg["bwrap"]
     if bwrap is not None and (bwrap["userns_fd"] is not None or bwrap["pidns_fd"] is not None):
         return _launch_joined(cfg, chan, stdio, extras)
-    pid = _clone(bwrap["clone"] if bwrap is not None else _clone_flags(cfg["flags"], cgroup))
+    outside = bwrap is None and _maps_from_outside(cfg["host_uid"], cfg["host_gid"])
+    if bwrap is not None:
+        pid = _clone(bwrap["clone"])
+    else:
+        pid = _clone_mapped(_clone_flags(cfg["flags"], cgroup), _shell_key(cfg, cgroup))
     if pid == 0:
         try:
-            _container_init(cfg, chan, stdio, extras, cgroup)
+            _container_init(cfg, chan, stdio, extras, cgroup, trees, outside)
         finally:
             os._exit(_SETUP_FAILED)
     if pid < 0:
@@ -5391,8 +5526,9 @@ class _HelperServer:
         self.retired = False
         self.build_ahead = True   # whether spares build default_ops() ahead
         self.spare_key = (_proc_int("/proc/sys/kernel/overflowuid", 65534),
-                          _proc_int("/proc/sys/kernel/overflowgid", 65534),
-                          os.geteuid(), os.getegid(), 0, 0, _DEFAULT_SECCOMP, 0)
+                          _proc_int("/proc/sys/kernel/overflowgid", 65534))
+        self.spare_key += _default_host_ids() + (0, 0, _DEFAULT_SECCOMP, 0)
+        self.usernses = {}    # (uid map, gid map) -> fd, for idmapped binds
         self.spare_filter = _compiled_filter(_DEFAULT_SECCOMP, HOST_ARCH, None)
 
     def serve(self):
@@ -5483,6 +5619,9 @@ class _HelperServer:
         if payload == b"R":
             self.retire()
             return
+        if payload[:1] == b"U":
+            self.on_userns(payload, fds)
+            return
         try:
             key, quiet = _request_key(payload)
             chan = fds[1 if payload[:1] == b"M" else 0]
@@ -5511,7 +5650,7 @@ class _HelperServer:
                 except Exception:
                     raise SandboxError("helper: malformed request", errno.EINVAL)
                 pid = _launch(cfg, chan, (taken["stdin"], taken["stdout"], taken["stderr"]),
-                              taken["extras"], taken["cgroup"] or None)
+                              taken["extras"], taken["cgroup"] or None, taken.get("trees", ()))
         except SandboxError as err:
             _send(chan, "error", str(err), err.errno or 0)
             _send(chan, "exit", _SETUP_FAILED)    # no process: nothing else will come
@@ -5524,6 +5663,26 @@ class _HelperServer:
         self.poller.register(chan, select.POLLIN)
         if not self.setting_up:
             self.make_spare()
+
+    def on_userns(self, payload, fds):
+        """A caller's idmapped binds need a user namespace with these maps
+        (written from outside, which the caller cannot do from a process
+        that may have threads): its fd, made once, goes back on fds[0]."""
+        try:
+            answer = socket.socket(fileno=fds.pop(0))
+        except IndexError:
+            raise SandboxError("helper: malformed request", errno.EINVAL)
+        _close_all(fds)
+        with answer:
+            try:
+                maps = marshal.loads(payload[1:])
+                if maps not in self.usernses:
+                    self.usernses[maps] = _make_userns(*maps)
+                _send_fds(answer, b"ok", [self.usernses[maps]])
+            except SandboxError as err:
+                answer.send(marshal.dumps((str(err), err.errno or 0)))
+            except (OSError, ValueError, TypeError, EOFError):
+                pass
 
     def retire(self):
         """The caller has moved on to another helper: make no more
@@ -5604,10 +5763,14 @@ def _template_main(sock_fd, key, filter_program):
         payload, fds = _recv_fds(sock, 64)
         if not payload:
             os._exit(0)
-        pid = _clone(_clone_flags(0, None) | CLONE_PARENT)
+        outside = _maps_from_outside(key[2], key[3])
+        try:
+            pid = _clone_mapped(_clone_flags(0, None) | CLONE_PARENT, key)
+        except SandboxError:
+            pid = -1
         if pid == 0:
             try:
-                _spare_main(key, fds[0], filter_program, payload == b"spare+root")
+                _spare_main(key, fds[0], filter_program, payload == b"spare+root", outside)
             finally:
                 os._exit(_SETUP_FAILED)
         _close_all(fds)
@@ -5794,6 +5957,28 @@ class _Helper:
             _send_fds(helper.sock, payload, fds)
 
     @classmethod
+    def userns(cls, maps):
+        """The fd of a user namespace with maps (uid_map line, gid_map
+        line), made by the helper (see _HelperServer.on_userns)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours:
+            try:
+                try:
+                    cls.submit(b"U" + marshal.dumps(maps), [theirs.fileno()])
+                finally:
+                    theirs.close()
+                if not _ready_fds([ours.fileno()], timeout=30)[0]:
+                    raise OSError(errno.ETIMEDOUT, "no answer")
+                payload, fds = _recv_fds(ours)
+            except OSError as err:
+                raise SandboxError("idmap: asking the helper for a user namespace", err.errno)
+        if payload == b"ok" and len(fds) == 1:
+            return fds[0]
+        _close_all(fds)
+        message, err = marshal.loads(payload) if payload else ("idmap: the helper failed", errno.ECHILD)
+        raise SandboxError(message, err)
+
+    @classmethod
     def current(cls):
         """The helper this caller would use now, if it has started one."""
         return cls._by_identity.get(_caller_identity())
@@ -5865,6 +6050,134 @@ def _check_id(value, what):
     return value
 
 
+# -- identity on the host (SPEC 3.2): the host ids, and the bind sources a
+# root caller opens itself.  The sandbox of a root caller holds the overflow
+# ids on the host (no host privilege); its setup then cannot reach by path
+# what only root may (a directory under /root), so the caller, root in the
+# host's mount namespace, makes each bind's tree: a detached copy
+# (open_tree) given its flags (mount_setattr, recursively) and, when
+# writable, an idmapping (caller's ids on disk <-> the sandbox's host ids),
+# so that the command may write there and what it creates is the caller's.
+# The worker attaches each tree (move_mount).  default_ops() (system
+# directories anyone may read) is bound by path as usual: a spare's root
+# built ahead keeps serving it.
+
+def _default_host_ids():
+    """The caller's ids, or for root the overflow ids."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    return (_proc_int("/proc/sys/kernel/overflowuid", 65534),
+            _proc_int("/proc/sys/kernel/overflowgid", 65534))
+
+
+def _host_ids(host_uid, host_gid):
+    """host_uid/host_gid with their defaults: host_gid follows an explicit
+    host_uid that is the caller's (host_uid=0 for root: today's root)."""
+    default_uid, default_gid = _default_host_ids()
+    uid = default_uid if host_uid is None else host_uid
+    if host_gid is not None:
+        gid = host_gid
+    elif host_uid is not None and host_uid == os.geteuid():
+        gid = os.getegid()
+    elif host_uid is not None:
+        gid = _proc_int("/proc/sys/kernel/overflowgid", 65534)
+    else:
+        gid = default_gid
+    return uid, gid
+
+
+def _needs_trees(cfg, ops):
+    """Whether the caller opens the bind sources: when the sandbox's host
+    ids are not the caller's, unless ops are default_ops() as it makes them
+    now (a list that default_ops() made and that still holds what it did
+    is not built again to compare; an op of it changed in place makes no
+    harm: binds made by path hold only the sandbox's host ids)."""
+    if not _maps_from_outside(cfg["host_uid"], cfg["host_gid"]):
+        return False
+    made = getattr(ops, "_made_as", None)
+    records = [_op_record(op) for op in (default_ops() if made is None else made)]
+    if made is not None and records != cfg["ops"]:
+        records = [_op_record(op) for op in default_ops()]
+    return cfg["ops"] != records and any(kind == "Bind" for kind, _ in cfg["ops"])
+
+
+def _open_bind_trees(ops, cfg, local):
+    """For each Bind of ops, the tree it binds, made here (see above):
+    returns ([(op index, present)], fds).  `local`: this process clones
+    (and may make the idmap's user namespace itself)."""
+    records, fds, userns = [], [], None
+    try:
+        for index, op in enumerate(ops):
+            if not isinstance(op, Bind):
+                continue
+            try:
+                fd = _open_tree(op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+                                op.what)
+            except SandboxError as err:
+                if err.errno == errno.ENOENT and op.flags & BindOptional:
+                    records.append((index, False))
+                    continue
+                raise _at_op(_tree_error(err, op, cfg), index)
+            fds.append(fd)
+            records.append((index, True))
+            if _idmapped(op.flags) and userns is None:
+                maps = (b"%d %d 1\n" % (os.geteuid(), cfg["host_uid"]),
+                        b"%d %d 1\n" % (os.getegid(), cfg["host_gid"]))
+                userns = _make_userns(*maps) if local else _Helper.userns(maps)
+            try:
+                _set_tree_attributes(fd, op, cfg, userns)
+            except SandboxError as err:
+                raise _at_op(err, index)
+    except BaseException:
+        _close_all(fds)
+        raise
+    finally:
+        if userns is not None:
+            os.close(userns)
+    return records, fds
+
+
+def _idmapped(flags):
+    """Whether a root caller's bind is idmapped: writable ones, but not
+    device binds (the host's device nodes would become the sandbox's to
+    chmod)."""
+    return flags & (BindWritable | BindDevice) == BindWritable
+
+
+def _set_tree_attributes(fd, op, cfg, userns):
+    attr = _bind_attributes(op.flags)
+    idmap = MOUNT_ATTR_IDMAP if _idmapped(op.flags) else 0
+    what = "%s: mount_setattr" % op.what
+    try:
+        _mount_setattr("", AT_EMPTY_PATH | AT_RECURSIVE, what, attr_set=attr | idmap,
+                       propagation=MS_PRIVATE, userns_fd=userns if idmap else 0, dir_fd=fd)
+        return
+    except SandboxError as err:
+        if not idmap or err.errno != errno.EINVAL:
+            raise _tree_error(err, op, cfg)
+    # Its file system cannot be idmapped: bound as it is, it is writable
+    # to the sandbox only if its host uid may write there already.
+    st = os.fstat(fd)
+    if st.st_uid != cfg["host_uid"] and not st.st_mode & 0o002:
+        raise SandboxError(
+            "%s: cannot be idmapped to the sandbox's host uid %d (its file system does not "
+            "support idmapped mounts), so the sandbox could not write there: set host_uid=0 "
+            "(the sandbox then holds the caller's host ids), make %s writable by uid %d, or "
+            "bind it read-only" % (op.what, cfg["host_uid"], _q(op.source), cfg["host_uid"]),
+            errno.EINVAL)
+    _mount_setattr("", AT_EMPTY_PATH | AT_RECURSIVE, what, attr_set=attr,
+                   propagation=MS_PRIVATE, dir_fd=fd)
+
+
+def _tree_error(err, op, cfg):
+    if err.errno == errno.ENOSYS:
+        return SandboxError(
+            "%s: a sandbox whose host ids (%d/%d) are not the caller's needs open_tree and "
+            "mount_setattr (Linux 5.12+) for its binds: set host_uid=0"
+            % (op.what, cfg["host_uid"], cfg["host_gid"]), errno.ENOSYS)
+    return err
+
+
 def _encode_env(env):
     if env is None:
         return {}
@@ -5898,6 +6211,10 @@ class Container:
         self.env = None
         self.uid = None           # None: the overflow id
         self.gid = None
+        # Identity on the host (SPEC 3.2): None is the caller's ids, or for
+        # a root caller the overflow ids.
+        self.host_uid = None
+        self.host_gid = None
         self.hostname = ""
         self.ops = Ops() if ops is None else ops
         self.seccomp = 0
@@ -5998,6 +6315,14 @@ class Container:
         _check_id(self.gid, "gid")
         if not self.hardened:
             self._check_bwrap()
+        _check_id(self.host_uid, "host_uid")
+        _check_id(self.host_gid, "host_gid")
+        host = _host_ids(self.host_uid, self.host_gid)
+        if os.geteuid() != 0 and host != (os.geteuid(), os.getegid()):
+            raise SandboxError(
+                "host_uid/host_gid: %d/%d asked, but the sandbox of an unprivileged caller "
+                "holds the caller's own ids on the host (%d/%d): the kernel maps no other"
+                % (host + (os.geteuid(), os.getegid())), errno.EPERM)
         if self.path is not None and self.path != "":
             if not isinstance(self.path, str) or not self.path.startswith("/"):
                 raise SandboxError("invalid executable path %s" % _q(self.path), errno.EINVAL)
@@ -6105,6 +6430,7 @@ class Container:
                     raise _at_op(err, index)
             ops.append(_op_record(op))
         seccomp = int(self.effective_seccomp())
+        host_uid, host_gid = _host_ids(self.host_uid, self.host_gid)
         cfg = {
             "args": args, "path": os.fsencode(self.path) if self.path else None,
             "dir": self.dir, "env": _encode_env(self.env),
@@ -6112,7 +6438,7 @@ class Container:
             "gid": _proc_int("/proc/sys/kernel/overflowgid", 65534) if self.gid is None else self.gid,
             "hostname": self.hostname, "ops": ops, "flags": int(self.flags),
             "parent_perm": self.parent_perm, "privileged": bool(self.privileged),
-            "host_uid": os.geteuid(), "host_gid": os.getegid(), "umask": _current_umask(),
+            "host_uid": host_uid, "host_gid": host_gid, "umask": _current_umask(),
             "seccomp": seccomp,
             "quiet": self._quiet,
             # Landlock
@@ -6161,18 +6487,22 @@ class Container:
             cfg["limits"], self._cgroup = _plan_limits(self._limits, self.cgroup,
                                                        cfg["host_uid"])
             cgroup = self._cgroup.join_fds() if self._cgroup is not None else None
+        cfg["trees"], trees = [], []
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._chan = parent_end
         try:
+            if _needs_trees(cfg, self.ops):
+                cfg["trees"], trees = _open_bind_trees(self.ops, cfg, self._local)
             if self._local:
-                self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup)
+                self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup, trees)
             else:
-                self._submit(cfg, child_end.fileno(), stdio, extras, cgroup)
+                self._submit(cfg, child_end.fileno(), stdio, extras, cgroup, trees)
         except BaseException:
             self._conclude()
             raise
         finally:
             child_end.close()
+            _close_all(trees)
 
     def _setup_step(self, message):
         """One message while serve() waits for the command to start: True
@@ -6249,14 +6579,19 @@ class Container:
                     report.status = "pids"
         self.report = report
 
-    def _submit(self, cfg, chan, stdio, extras, cgroup):
+    def _submit(self, cfg, chan, stdio, extras, cgroup, trees):
         slots = [("chan", True), ("stdin", stdio[0] is not None),
                  ("stdout", stdio[1] is not None), ("stderr", stdio[2] is not None),
-                 ("extras", len(extras)), ("cgroup", len(cgroup or ()))]
+                 ("extras", len(extras)), ("cgroup", len(cgroup or ())),
+                 ("trees", len(trees))]
         if any(fd is None for fd in extras):
             raise SandboxError("extra_files: not open", errno.EBADF)
+        if len(extras) + len(trees) > _MAX_FDS - 8:
+            raise SandboxError("binds and extra_files: too many for one request (%d, at most %d)"
+                               % (len(extras) + len(trees), _MAX_FDS - 8), errno.EINVAL)
         payload, memfd = _encode_request(cfg, slots, cgroup)
-        fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + list(cgroup or ())
+        fds = ([memfd] if memfd is not None else []) + [chan] + stdio + extras + \
+            list(cgroup or ()) + trees
         try:
             for attempt in (1, 2):
                 try:
@@ -7966,6 +8301,10 @@ _OPTIONS = [
             last=True),
     _Option("--gid", "N", _field("gid", _id), "gid inside (default: the overflow id, 65534)",
             last=True),
+    _Option("--host-uid", "N", _field("host_uid", _id), "uid the sandbox holds on the host "
+            "(default: the caller's; for root, the overflow id)", where=HARDENED, last=True),
+    _Option("--host-gid", "N", _field("host_gid", _id), "gid the sandbox holds on the host "
+            "(default: the caller's; for root, the overflow id)", where=HARDENED, last=True),
     _Option("--hostname", "NAME", _field("hostname", _hostname), "hostname inside", last=True),
     _Option("--chdir", "DIR", _chdir, "working directory (default: the current one if it "
             "is bound at the same path, else /)", missing="%s takes one argument", last=True),

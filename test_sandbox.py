@@ -24,6 +24,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -870,8 +871,9 @@ def test_identity_and_hostname(as_user):
                  uid=1000, gid=100, hostname="box")
         lines = out.split("\n")
         assert lines[:3] == ["1000", "100", "box"]
-        assert lines[3].split() == ["1000", str(os.geteuid()), "1"]
-        assert lines[4].split() == ["100", str(os.getegid()), "1"]
+        host_uid, host_gid = (os.geteuid(), os.getegid()) if os.geteuid() else (NOBODY, NOBODY)
+        assert lines[3].split() == ["1000", str(host_uid), "1"]
+        assert lines[4].split() == ["100", str(host_gid), "1"]
         assert lines[5] == "deny"
         out = sh("id -u; id -g")
         assert out.split() == ["65534", "65534"]
@@ -901,6 +903,174 @@ def test_privileged_keeps_only_cap_sys_admin(as_user):
         for cap in ("CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(fields[cap], 16) == 1 << 21, cap
     as_user(body)
+
+
+# -- identity on the host (issue 10 item 1): a root caller's sandbox holds
+# the overflow ids on the host, never host root unless asked.
+
+def _needs_root():
+    if os.geteuid() != 0:
+        pytest.skip("what a root caller's sandbox holds on the host needs a root caller")
+
+
+def test_a_root_callers_sandbox_cannot_use_host_root_files():
+    """core_pattern (a route to code run as host root) cannot be opened for
+    writing, /etc/shadow cannot be read, the host's /dev/null cannot be
+    chmodded: the command is uid 65534 to every host file it sees."""
+    _needs_root()
+    mode = os.stat("/dev/null").st_mode
+    try:
+        out = sh("(exec 3>>/proc/sys/kernel/core_pattern) 2>/dev/null && echo opened-core-pattern; "
+                 "cat /etc/shadow >/dev/null 2>&1 && echo read-shadow; "
+                 "chmod 600 /dev/null 2>/dev/null && echo chmodded-null; "
+                 "(exec 3>>/proc/sysrq-trigger) 2>/dev/null && echo opened-sysrq; echo done")
+        assert out == "done\n"
+    finally:
+        if os.stat("/dev/null").st_mode != mode:
+            os.chmod("/dev/null", stat.S_IMODE(mode))
+    assert os.stat("/dev/null").st_mode == mode
+
+
+def test_a_root_callers_sandbox_cannot_chmod_a_bound_host_device():
+    _needs_root()
+    top = tempfile.mkdtemp(prefix="sandbox-devnode-")
+    os.chmod(top, 0o755)
+    node = os.path.join(top, "null")
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.chmod(node, 0o666)
+    try:
+        ops = sandbox.default_ops().bind(top, "/d", sandbox.BindWritable | sandbox.BindDevice)
+        out = sh("echo x > /d/null && echo used; chmod 600 /d/null 2>/dev/null || echo refused",
+                 ops=ops)
+        assert out == "used\nrefused\n"
+        assert stat.S_IMODE(os.stat(node).st_mode) == 0o666
+    finally:
+        subprocess.run(["rm", "-rf", top])
+
+
+def _status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+
+
+def test_a_root_callers_sandbox_runs_as_a_non_root_host_uid():
+    """Seen from the host while it runs: init and the command have real
+    (and every other) uid 65534, and no supplementary group."""
+    _needs_root()
+    c = running_sleeper()
+    try:
+        children = ""
+        for _ in range(500):
+            with open("/proc/%d/task/%d/children" % (c.pid, c.pid)) as f:
+                children = f.read().split()
+            if children:
+                break
+            time.sleep(0.01)
+        command = int(children[0])
+        for pid in (c.pid, command):
+            fields = _status(pid)
+            assert fields["Uid"].split() == [str(NOBODY)] * 4, (pid, fields["Uid"])
+            assert fields["Gid"].split() == [str(NOBODY)] * 4, (pid, fields["Gid"])
+            assert fields["Groups"].split() == [], (pid, fields["Groups"])
+    finally:
+        c.kill()
+        c.wait()
+        c.close()
+
+
+def test_a_root_callers_writable_bind_is_idmapped():
+    """A root-owned directory (0700) bound writable: the command writes
+    there, and what it creates is root's on the host."""
+    _needs_root()
+    top = tempfile.mkdtemp(prefix="sandbox-idmap-")
+    with open(os.path.join(top, "old"), "w") as f:
+        f.write("old\n")
+    os.chmod(os.path.join(top, "old"), 0o600)
+    try:
+        ops = sandbox.default_ops().bind(top, "/w", sandbox.BindWritable)
+        out = sh("cat /w/old; echo new > /w/new; mkdir /w/dir; stat -c '%u %g' /w/old /w/new",
+                 ops=ops)
+        assert out == "old\n65534 65534\n65534 65534\n"
+        for name in ("new", "dir"):
+            st = os.stat(os.path.join(top, name))
+            assert (st.st_uid, st.st_gid) == (0, 0), name
+        mounts = mountinfo_inside(ops)
+        assert "idmapped" in mounts["/w"].options
+        assert {"nosuid", "nodev"} <= set(mounts["/w"].options)
+    finally:
+        subprocess.run(["rm", "-rf", top])
+
+
+def test_a_root_caller_binds_what_only_root_can_reach():
+    """A directory below a root-owned 0700 directory: the sandbox's host
+    uid cannot reach it by path, the caller opens it."""
+    _needs_root()
+    top = tempfile.mkdtemp(prefix="sandbox-closed-")
+    inner = os.path.join(top, "inner")
+    os.mkdir(inner)
+    os.chmod(inner, 0o755)
+    with open(os.path.join(inner, "f"), "w") as f:
+        f.write("reached\n")
+    try:
+        ops = sandbox.default_ops().bind(inner, "/i").bind(top + "/none", "/n", sandbox.BindOptional)
+        assert sh("cat /i/f; touch /i/x 2>&1; test -e /n || echo no-n", ops=ops) == \
+            "reached\ntouch: cannot touch '/i/x': Read-only file system\nno-n\n"
+        with pytest.raises(sandbox.SandboxError, match=r'bind ".*/missing" on "/m": No such file or directory \(op \d+\)'):
+            sandbox.run(["/bin/true"], ops=sandbox.default_ops().bind(top + "/missing", "/m"))
+    finally:
+        subprocess.run(["rm", "-rf", top])
+
+
+def test_a_root_caller_may_ask_for_host_root_or_other_host_ids():
+    _needs_root()
+    assert sh("cat /etc/shadow >/dev/null && echo read", host_uid=0) == "read\n"
+    assert sh("cat /proc/self/uid_map /proc/self/gid_map", host_uid=0).split() == \
+        ["65534", "0", "1", "65534", "0", "1"]
+    assert sh("cat /proc/self/uid_map /proc/self/gid_map", uid=0, host_uid=4321, host_gid=0).split() == \
+        ["0", "4321", "1", "65534", "0", "1"]
+    top = tempfile.mkdtemp(prefix="sandbox-hostroot-")
+    try:
+        sh("touch /w/made", host_uid=0, ops=sandbox.default_ops().bind(top, "/w", sandbox.BindWritable))
+        assert os.stat(os.path.join(top, "made")).st_uid == 0
+    finally:
+        subprocess.run(["rm", "-rf", top])
+
+
+def test_an_unprivileged_caller_cannot_ask_for_other_host_ids(as_user):
+    def body():
+        if os.geteuid() == 0:
+            return
+        assert sh("cat /proc/self/uid_map", host_uid=os.geteuid()).split() == \
+            ["65534", str(os.geteuid()), "1"]
+        for ids in ({"host_uid": 0}, {"host_gid": 0}, {"host_uid": 1, "host_gid": 1}):
+            with pytest.raises(sandbox.SandboxError, match="host_uid/host_gid") as info:
+                sandbox.run(["/bin/true"], **ids)
+            assert info.value.errno == errno.EPERM
+    as_user(body)
+
+
+def test_a_writable_bind_that_cannot_be_idmapped_names_the_remedy():
+    """ramfs has no idmapped mounts: a root caller's writable bind of it
+    fails, naming the path and the remedy, unless the sandbox's host uid
+    may write there as it is."""
+    _needs_root()
+    top = tempfile.mkdtemp(prefix="sandbox-ramfs-")
+    subprocess.run(["mount", "-t", "ramfs", "-o", "mode=0755", "ramfstest", top], check=True)
+    try:
+        ops = sandbox.default_ops().bind(top, "/r", sandbox.BindWritable)
+        with pytest.raises(sandbox.SandboxError) as info:
+            sandbox.run(["/bin/true"], ops=ops)
+        message = str(info.value)
+        assert top in message and "host_uid=0" in message and "idmapped" in message, message
+        assert info.value.errno == errno.EINVAL
+        os.chmod(top, 0o1777)
+        sh("touch /r/made", ops=ops)
+        assert os.stat(os.path.join(top, "made")).st_uid == NOBODY
+        sh("touch /r/root-made", ops=ops, host_uid=0)
+        assert os.stat(os.path.join(top, "root-made")).st_uid == 0
+    finally:
+        subprocess.run(["umount", top], check=True)
+        os.rmdir(top)
 
 
 def test_each_operation_as_seen_in_mountinfo(as_user):
@@ -940,6 +1110,7 @@ def test_a_bind_with_nothing_mounted_under_it_gets_its_flags(as_user):
     still nosuid and nodev, and ro unless writable."""
     def body():
         top = tempfile.mkdtemp(prefix="sandbox-plain-")
+        os.chmod(top, 0o755)     # (a root caller's sandbox is uid 65534 on the host)
         try:
             ops = sandbox.default_ops().bind(top, "/ro").bind(top, "/rw", sandbox.BindWritable)
             mounts = mountinfo_inside(ops)
@@ -2694,6 +2865,36 @@ def test_cli_identity_environment_and_directory(cli):
     assert cp.stdout == b"/usr/bin\n"
     cp = cli("--", "pwd", cwd=tempfile.gettempdir())
     assert cp.stdout == b"/\n"
+
+
+def test_cli_identity_on_the_host(cli):
+    """Issue 10 item 1 from the command line (which clones from its own
+    process): a root caller's sandbox is uid 65534 on the host, its binds
+    are opened by the caller (a writable one idmapped), and directories
+    the operations make are the command's to write in."""
+    system = ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+              "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+    root = not cli.unprivileged
+    data = shared_dir()
+    try:
+        cp = cli(*system + ["--bind", data, "/data", "--dir", "/work", "--proc", "/proc", "--",
+                            "sh", "-c", "echo w > /work/f && cat /work/f; echo d > /data/f; "
+                            "cat /proc/self/uid_map"])
+        assert cp.returncode == 0, cp
+        lines = cp.stdout.decode().split("\n")
+        assert lines[0] == "w"
+        assert lines[1].split() == ["65534", "65534" if root else str(NOBODY), "1"]
+        assert os.stat(os.path.join(data, "f")).st_uid == (0 if root else NOBODY)
+        cp = cli("--host-uid", "0", "--", "cat", "/proc/self/uid_map")
+        if root:
+            assert cp.returncode == 0 and cp.stdout.split() == [b"65534", b"0", b"1"], cp
+        else:
+            assert cp.returncode == 125 and cp.stdout == b"", cp
+            assert cp.stderr.decode().count("\n") == 1 and "host_uid/host_gid" in cp.stderr.decode()
+        cp = cli("--", "sh", "-c", "cat /etc/shadow >/dev/null 2>&1 || echo refused")
+        assert cp.stdout == b"refused\n", cp
+    finally:
+        subprocess.run(["rm", "-rf", data])
 
 
 def test_cli_network(cli):
