@@ -6178,6 +6178,26 @@ def _tree_error(err, op, cfg):
     return err
 
 
+_pipefs = []
+
+
+def _give_pipes(fds, cfg):
+    """Anonymous pipes among the fds a sandbox gets, owned by a root caller
+    (mode 0600): given to the sandbox's host ids, so that the command may
+    reopen them by path (/dev/stdout is /proc/self/fd/1) as it could
+    before.  Named FIFOs, files and terminals keep their owner."""
+    if not _pipefs:
+        read_end, write_end = os.pipe()
+        _pipefs.append(os.fstat(read_end).st_dev)
+        _close_all((read_end, write_end))
+    for fd in fds:
+        if fd is None:
+            continue
+        st = os.fstat(fd)
+        if st.st_dev == _pipefs[0] and stat.S_ISFIFO(st.st_mode) and st.st_uid == os.geteuid():
+            os.fchown(fd, cfg["host_uid"], cfg["host_gid"])
+
+
 def _encode_env(env):
     if env is None:
         return {}
@@ -6488,6 +6508,8 @@ class Container:
                                                        cfg["host_uid"])
             cgroup = self._cgroup.join_fds() if self._cgroup is not None else None
         cfg["trees"], trees = [], []
+        if _maps_from_outside(cfg["host_uid"], cfg["host_gid"]):
+            _give_pipes(stdio + extras, cfg)
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._chan = parent_end
         try:

@@ -1049,6 +1049,19 @@ def test_an_unprivileged_caller_cannot_ask_for_other_host_ids(as_user):
     as_user(body)
 
 
+def test_what_operations_make_and_the_pipes_given_are_the_commands(as_user):
+    """Directories made by the operations belong to the command (Landlock,
+    when on, keeps --dir scaffold); pipes the caller gives may be reopened
+    by path (/dev/stdout), a root caller's too."""
+    def body():
+        out = sh("echo w > /work/f && cat /work/f; stat -c %u /work; echo e > /dev/stderr; "
+                 "echo o > /dev/stdout", ops=sandbox.default_ops().mkdir("/work"), landlock="off")
+        assert out == "w\n65534\no\n"
+        cp = sandbox.run(["/bin/sh", "-c", "echo e > /dev/stderr"], env=ENV, capture_output=True)
+        assert (cp.returncode, cp.stderr) == (0, b"e\n"), cp
+    as_user(body)
+
+
 def test_a_writable_bind_that_cannot_be_idmapped_names_the_remedy():
     """ramfs has no idmapped mounts: a root caller's writable bind of it
     fails, naming the path and the remedy, unless the sandbox's host uid
@@ -2878,11 +2891,11 @@ def test_cli_identity_on_the_host(cli):
     data = shared_dir()
     try:
         cp = cli(*system + ["--bind", data, "/data", "--dir", "/work", "--proc", "/proc", "--",
-                            "sh", "-c", "echo w > /work/f && cat /work/f; echo d > /data/f; "
+                            "sh", "-c", "stat -c '%u %a' /work; echo d > /data/f; "
                             "cat /proc/self/uid_map"])
         assert cp.returncode == 0, cp
         lines = cp.stdout.decode().split("\n")
-        assert lines[0] == "w"
+        assert lines[0] == "65534 755"      # the command's (Landlock keeps --dir unwritten)
         assert lines[1].split() == ["65534", "65534" if root else str(NOBODY), "1"]
         assert os.stat(os.path.join(data, "f")).st_uid == (0 if root else NOBODY)
         cp = cli("--host-uid", "0", "--", "cat", "/proc/self/uid_map")
@@ -3837,6 +3850,9 @@ def test_ordinary_programs_run_under_the_derived_ruleset(as_user):
 
     def body():
         with tempfile.TemporaryFile() as err:
+            # (/dev/stderr reopens the file: a root caller's sandbox is uid
+            # 65534 on the host, which root's 0600 file would refuse.)
+            os.fchmod(err.fileno(), 0o666)
             cp = sandbox.run(["/bin/sh", "-c", script], env=ENV, stdout=subprocess.PIPE,
                              stderr=err, landlock="require")
             err.seek(0)
