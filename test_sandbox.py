@@ -2890,12 +2890,14 @@ def test_cli_identity_on_the_host(cli):
     root = not cli.unprivileged
     data = shared_dir()
     try:
-        cp = cli(*system + ["--bind", data, "/data", "--dir", "/work", "--proc", "/proc", "--",
-                            "sh", "-c", "stat -c '%u %a' /work; echo d > /data/f; "
+        # (--no-landlock: Landlock keeps a --dir directory scaffold, unwritten.)
+        cp = cli(*system + ["--bind", data, "/data", "--dir", "/work", "--proc", "/proc",
+                            "--no-landlock", "--", "sh", "-c",
+                            "echo w > /work/f && stat -c '%u %a' /work; echo d > /data/f; "
                             "cat /proc/self/uid_map"])
         assert cp.returncode == 0, cp
         lines = cp.stdout.decode().split("\n")
-        assert lines[0] == "65534 755"      # the command's (Landlock keeps --dir unwritten)
+        assert lines[0] == "65534 755"      # the command's, and it wrote there
         assert lines[1].split() == ["65534", "65534" if root else str(NOBODY), "1"]
         assert os.stat(os.path.join(data, "f")).st_uid == (0 if root else NOBODY)
         cp = cli("--host-uid", "0", "--", "cat", "/proc/self/uid_map")
