@@ -3418,9 +3418,7 @@ class Ops(list):
 def default_ops():
     """A read-only host system: /usr, /bin, /sbin, /lib*, /etc bound
     read-only (merged-/usr symlinks kept as symlinks), /proc, /dev, /tmp."""
-    ops = _default_ops("")
-    ops._made_as = list(ops)    # (see _needs_trees)
-    return ops
+    return _default_ops("")
 
 
 def _default_ops(host):
@@ -6058,9 +6056,9 @@ def _check_id(value, what):
 # (open_tree) given its flags (mount_setattr, recursively) and, when
 # writable, an idmapping (caller's ids on disk <-> the sandbox's host ids),
 # so that the command may write there and what it creates is the caller's.
-# The worker attaches each tree (move_mount).  default_ops() (system
-# directories anyone may read) is bound by path as usual: a spare's root
-# built ahead keeps serving it.
+# The worker attaches each tree (move_mount).  A read-only bind whose source
+# the sandbox's host ids may reach is bound by path as usual (it gives them
+# nothing more): default_ops(), so a spare's root built ahead serves it.
 
 def _default_host_ids():
     """The caller's ids, or for root the overflow ids."""
@@ -6086,29 +6084,39 @@ def _host_ids(host_uid, host_gid):
     return uid, gid
 
 
-def _needs_trees(cfg, ops):
-    """Whether the caller opens the bind sources: when the sandbox's host
-    ids are not the caller's, unless ops are default_ops() as it makes them
-    now (a list that default_ops() made and that still holds what it did
-    is not built again to compare; an op of it changed in place makes no
-    harm: binds made by path hold only the sandbox's host ids)."""
-    if not _maps_from_outside(cfg["host_uid"], cfg["host_gid"]):
-        return False
-    made = getattr(ops, "_made_as", None)
-    records = [_op_record(op) for op in (default_ops() if made is None else made)]
-    if made is not None and records != cfg["ops"]:
-        records = [_op_record(op) for op in default_ops()]
-    return cfg["ops"] != records and any(kind == "Bind" for kind, _ in cfg["ops"])
+def _reachable(path, uid, gid):
+    """Whether a process of uid/gid (and no other group) may search every
+    directory above path, resolved: then the worker binds it by path."""
+    directory = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return False
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+        if not st.st_mode >> shift & 1:
+            return False
+        if directory == "/":
+            return True
+        directory = os.path.dirname(directory)
+
+
+def _needs_tree(op, cfg):
+    """Whether the caller opens this op's source (see above): a root
+    caller's writable bind (to be idmapped), or a source that the sandbox's
+    host ids cannot reach by path.  default_ops() has none."""
+    return isinstance(op, Bind) and (_idmapped(op.flags) or not _reachable(
+        op.source, cfg["host_uid"], cfg["host_gid"]))
 
 
 def _open_bind_trees(ops, cfg, local):
-    """For each Bind of ops, the tree it binds, made here (see above):
-    returns ([(op index, present)], fds).  `local`: this process clones
-    (and may make the idmap's user namespace itself)."""
+    """For each Bind of ops that needs one, the tree it binds, made here
+    (see above): returns ([(op index, present)], fds).  `local`: this
+    process clones (and may make the idmap's user namespace itself)."""
     records, fds, userns = [], [], None
     try:
         for index, op in enumerate(ops):
-            if not isinstance(op, Bind):
+            if not _needs_tree(op, cfg):
                 continue
             try:
                 fd = _open_tree(op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
@@ -6513,7 +6521,7 @@ class Container:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._chan = parent_end
         try:
-            if _needs_trees(cfg, self.ops):
+            if _maps_from_outside(cfg["host_uid"], cfg["host_gid"]):
                 cfg["trees"], trees = _open_bind_trees(self.ops, cfg, self._local)
             if self._local:
                 self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup, trees)
