@@ -5181,7 +5181,7 @@ def _fork_worker(stdio, extras):
     return worker, ours
 
 
-def _container_init(cfg, chan, stdio, extras, cgroup, trees, outside):
+def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
     """Body of a child cloned for this configuration; never returns."""
     bwrap = cfg["bwrap"]
     try:
