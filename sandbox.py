@@ -4272,6 +4272,25 @@ def _landlock_request_rules(ruleset, plan, stdio, allow_connect, allow_bind):
                            "landlock: adding the rule for port %d" % port)
 
 
+# Landlock's port rules hold for TCP sockets only: a stream of MPTCP, SCTP
+# or SMC (IPPROTO_MPTCP, IPPROTO_SCTP, IPPROTO_SMC on AF_INET/AF_INET6),
+# which Landlock does not check, connects to and listens on any port, and
+# MPTCP falls back to plain TCP with a TCP peer.  With port rules, socket()
+# refuses those protocols as a kernel without them does (EPROTONOSUPPORT:
+# programs fall back to TCP).  The protocol is an int: the high half is
+# masked off.
+_PORT_UNCHECKED_PROTOCOLS = (132, 256, 262)
+
+
+def _landlock_port_seccomp_rules(allow_connect, allow_bind):
+    """The seccomp rules that keep port rules whole (none without them)."""
+    if allow_connect is None and allow_bind is None:
+        return ()
+    return tuple(_rule("socket", _errno_action(errno.EPROTONOSUPPORT),
+                       Arg(2, CMP_MASKED_EQ, protocol, 0xFFFFFFFF))
+                 for protocol in _PORT_UNCHECKED_PROTOCOLS)
+
+
 def _landlock_stdio_rights(fd):
     """What reopening the file or device `fd` refers to may do: what the fd
     itself may (nothing for a pipe, socket or directory)."""
@@ -6313,6 +6332,12 @@ class Container:
             raise SandboxError("seccomp_rules: a list of sandbox.Rule, not %r"
                                % (self.seccomp_rules,), errno.EINVAL)
 
+    def _filter_rules(self):
+        """The user's rules, then those that keep Landlock's port rules whole."""
+        return self._seccomp_rules() + _landlock_port_seccomp_rules(
+            _check_ports(self.allow_connect, "allow_connect"),
+            _check_ports(self.allow_bind, "allow_bind"))
+
     def __str__(self):
         return "argv: [%s], flags: %#x, seccomp: %#x" % (
             " ".join(_q(a) for a in self.args), int(self.flags), int(self.effective_seccomp()))
@@ -6475,8 +6500,8 @@ class Container:
             "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
             "fd_targets": self._fd_targets(),
             "limits": None,       # limits: set by _request() when there are any
-            "filter": _compiled_filter(seccomp, HOST_ARCH, self._seccomp_rules()),
-            "user_seccomp": int(bool(self._seccomp_rules())),
+            "filter": _compiled_filter(seccomp, HOST_ARCH, self._filter_rules()),
+            "user_seccomp": int(bool(self._filter_rules())),
             "bwrap": None,
         }
         if not self.hardened:
@@ -8627,7 +8652,7 @@ def main(argv=None):
     try:
         if cl.export is not None or cl.disasm:
             program = seccomp_filter(container.effective_seccomp(),
-                                     rules=container.seccomp_rules)
+                                     rules=container._filter_rules())
             if cl.disasm:
                 sys.stdout.write(bpf_disasm(program))
             if cl.export is not None:

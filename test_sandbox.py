@@ -3897,6 +3897,43 @@ def test_landlock_limits_tcp_bind_and_connect_to_the_given_ports(as_user):
     as_user(body)
 
 
+def test_port_rules_cannot_be_bypassed_with_mptcp(as_user):
+    """Landlock checks TCP sockets only: an MPTCP one (falling back to TCP
+    with a TCP peer) would bind and connect on any port.  With port rules,
+    socket() refuses it, the high half of the protocol argument too."""
+    script = textwrap.dedent("""
+        import ctypes, errno, socket
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        def attempt(what, call):
+            try:
+                call()
+                print(what, "ok")
+            except OSError as err:
+                print(what, errno.errorcode[err.errno])
+        server = socket.socket()
+        server.bind(("127.0.0.1", 5002))
+        server.listen(4)
+        mptcp = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+        attempt("mptcp bind", lambda: mptcp().bind(("127.0.0.1", 5003)))
+        attempt("mptcp connect", lambda: mptcp().connect(("127.0.0.1", 5002)))
+        fd = libc.syscall(ctypes.c_long(41), ctypes.c_long(socket.AF_INET6),
+                          ctypes.c_long(socket.SOCK_STREAM), ctypes.c_long(262 | 1 << 32))
+        print("mptcp high half", errno.errorcode[ctypes.get_errno()] if fd < 0 else "ok")
+        """)
+
+    def body():
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script], allow_connect=[5001])
+        assert out.splitlines() == ["mptcp bind EPROTONOSUPPORT",
+                                    "mptcp connect EPROTONOSUPPORT",
+                                    "mptcp high half EPROTONOSUPPORT"]
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script], allow_bind=[5002])
+        assert "ok" not in out
+        out = run_ok(["/usr/bin/python3", "-I", "-c", script])   # no port rules: as outside
+        assert out.splitlines() == ["mptcp bind ok", "mptcp connect ok", "mptcp high half ok"]
+    as_user(body)
+
+
 def test_the_sandbox_signals_its_own_and_is_signalled_under_landlock(as_user):
     """Signal scoping leaves PID 1 able to kill what it started, and the
     caller able to signal the sandbox."""
