@@ -3673,6 +3673,11 @@ def _limits_for_init(checked, cgroup_covers, host_uid):
                 "count, and no cgroup with the pids controller is available (give cgroup=)",
                 errno.EPERM)
         put(resource.RLIMIT_NPROC, (checked["pids"] + 1,) * 2, "pids")
+    if host_uid == 0 and resource.RLIMIT_NPROC in checked["rlimits"] and \
+            checked["rlimits"][resource.RLIMIT_NPROC][1] != resource.RLIM_INFINITY:
+        raise SandboxError(
+            "limits.rlimits[RLIMIT_NPROC]: the sandbox runs as host uid 0, which RLIMIT_NPROC "
+            "does not count (use pids=, which a cgroup can hold)", errno.EPERM)
     if checked["file_size"] is not None:
         put(resource.RLIMIT_FSIZE, (checked["file_size"],) * 2, "file_size")
     if checked["open_files"] is not None:

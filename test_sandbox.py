@@ -2233,6 +2233,19 @@ def _read_all(fd):
         return f.read()
 
 
+def test_a_process_count_host_root_would_not_hold_is_refused():
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox holds host uid 0 only for a root caller")
+    # The kernel exempts host uid 0 from RLIMIT_NPROC: asked for directly,
+    # it would be silently off (20 of 20 forks were made before this check).
+    with pytest.raises(sandbox.SandboxError, match=r"^limits.rlimits\[RLIMIT_NPROC\]: the "
+                       r"sandbox runs as host uid 0, which RLIMIT_NPROC does not count"):
+        sandbox.run(["/bin/true"], limits=sandbox.Limits(rlimits={"NPROC": 5}))
+    cp = sandbox.run([PY, "-c", BOMB], env=ENV, capture_output=True,
+                     limits=sandbox.Limits(pids=5, wall_time=30))
+    assert cp.stdout.split() == [b"4", b"196"] and cp.report.status == "pids"
+
+
 ALLOCATE = textwrap.dedent("""\
     chunks = []
     for _ in range(512):
