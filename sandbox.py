@@ -4776,7 +4776,7 @@ def _cap_prctl(option, cap, what, arg2=None):
             _fail(what % cap, err)
 
 
-def _exec_command(cfg, chan, stdio, extras):
+def _exec_command(cfg, chan, stdio, extras, programs=()):
     """bubblewrap's way when nothing needs an init (no new PID namespace, or
     --as-pid-1): this process becomes the command; never returns."""
     slots = list(stdio) + list(extras)
@@ -4800,10 +4800,14 @@ def _exec_command(cfg, chan, stdio, extras):
     what, status = "chdir %s" % _q(cfg["dir"] or "/"), _SETUP_FAILED
     try:
         env = _enter_dir(cfg)
+        for index, program in enumerate(programs):    # the user's, last before execve
+            what = "seccomp program %d" % index
+            _load_filter(program)
         what, status, err = cfg["path"] or cfg["args"][0], 127, errno.ENOENT
+        args = _command_args(cfg)
         for candidate in _command_candidates(cfg, env):
             try:
-                os.execve(candidate, cfg["args"], env)
+                os.execve(candidate, args, env)
             except OSError as error:
                 if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
                     err = error.errno
@@ -4815,7 +4819,7 @@ def _exec_command(cfg, chan, stdio, extras):
         os._exit(status)
 
 
-def _fork_command(cfg, chan, stdio, extras):
+def _fork_command(cfg, chan, stdio, extras, programs=()):
     """The command as a child of an init that keeps no capability, as
     bubblewrap's PID 1: the child inherits this process's capabilities
     (the ambient set needs them here) and waits to execute until this
@@ -4833,7 +4837,7 @@ def _fork_command(cfg, chan, stdio, extras):
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
         if not cfg["flags"] & FAllowTTY:
             os.setpgid(0, 0)
-        _exec_command(cfg, chan, stdio, extras)
+        _exec_command(cfg, chan, stdio, extras, programs)
     _close_all([hold_r, started_w])
     try:
         if command < 0:
@@ -4852,28 +4856,30 @@ def _fork_command(cfg, chan, stdio, extras):
 def _enter_dir(cfg):
     """chdir to the command's directory and set the umask; returns its
     environment.  With no directory (bubblewrap's default) the caller's old
-    one if it exists inside, else $HOME, else /; PWD then names it."""
-    env = cfg["env"]
-    if cfg["dir"] is not None:
-        os.chdir(cfg["dir"])
-        new = cfg["dir"]
-    else:
-        new = "/"
-        for candidate in (cfg["bwrap"]["old_cwd"], os.fsdecode(env.get(b"HOME", b""))):
-            if candidate:
-                try:
-                    os.chdir(candidate)
-                    new = candidate
-                    break
-                except OSError:
-                    pass
-        else:
-            os.chdir("/")
-    if cfg.get("bwrap") is not None:
+    one if it exists inside, else $HOME, else /; the hardened command line
+    gives its fallbacks in cfg["dir_fallbacks"] (the same, issue 11).  PWD
+    then names where it went."""
+    env, fallbacks = cfg["env"], cfg["dir_fallbacks"]
+    if cfg["dir"] is None:
+        fallbacks = [cfg["bwrap"]["old_cwd"], os.fsdecode(env.get(b"HOME", b"")), "/"]
+    candidates = [d for d in [cfg["dir"]] + list(fallbacks or ()) if d]
+    for index, candidate in enumerate(candidates):
+        try:
+            os.chdir(candidate)
+            break
+        except OSError:
+            if index == len(candidates) - 1:
+                raise
+    if cfg.get("bwrap") is not None or fallbacks is not None:
         env = dict(env)
-        env[b"PWD"] = os.fsencode(new)
+        env[b"PWD"] = os.fsencode(candidate)
     os.umask(cfg["umask"])
     return env
+
+
+def _command_args(cfg):
+    """The command's argv: args, with argv0 (issue 11) as its argv[0]."""
+    return cfg["args"] if cfg["argv0"] is None else [cfg["argv0"]] + cfg["args"][1:]
 
 
 def _command_candidates(cfg, env):
@@ -4884,7 +4890,7 @@ def _command_candidates(cfg, env):
     return [os.path.join(d or b".", path) for d in search.split(b":")]
 
 
-def _spawn_command(cfg, chan, stdio, extras):
+def _spawn_command(cfg, chan, stdio, extras, programs=()):
     """Start the command with posix_spawn (a vfork: nothing of this process
     is copied) and return its pid; exec failures come back at once and are
     reported as ("exec", errno, what) before exiting 127/126.  The extra
@@ -4903,18 +4909,23 @@ def _spawn_command(cfg, chan, stdio, extras):
     try:
         env = _enter_dir(cfg)
         path = cfg["path"] or cfg["args"][0]
+        args = _command_args(cfg)
         what, status, err = path, 127, errno.ENOENT
         candidates = _command_candidates(cfg, env)
-        if cfg["limits"] is not None and cfg["limits"]["command_rlimits"]:
-            return _exec_limited(cfg, chan, targets, high, candidates, path)
+        limits = cfg["limits"]["command_rlimits"] if cfg["limits"] is not None else ()
+        if limits or programs:
+            return _exec_in_clone(path, candidates, args, env, targets, high, bool(group),
+                                  limits, programs)
         for candidate in candidates:
             try:
-                return os.posix_spawn(candidate, cfg["args"], env, file_actions=actions,
+                return os.posix_spawn(candidate, args, env, file_actions=actions,
                                       setsigmask=(), setsigdef=_RESET_SIGNALS, **group)
             except OSError as error:
                 if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
                     err = error.errno
         raise OSError(err, os.strerror(err))
+    except SandboxError as error:
+        _report_setup_failure(chan, error)
     except OSError as error:
         if status == 127 and error.errno != errno.ENOENT:
             status = 126
@@ -4924,46 +4935,114 @@ def _spawn_command(cfg, chan, stdio, extras):
         _close_all(high)
 
 
-def _exec_limited(cfg, chan, targets, high, candidates, what):
-    """The command with limits that only it may hold, in a bare clone of
-    PID 1 that sets them and execs: posix_spawn would map its stack in
-    PID 1's address space, which may be larger than an address-space
-    limit, moving the fds needs numbers above an open-files limit, and
-    PID 1 must never get SIGXCPU.
-    Exec failures are reported from the clone, ("exec", errno, what), which
-    exits 127/126 (PID 1 reaps it as the command)."""
-    pid = _clone(0)
-    if pid < 0:
-        _fail("starting the command", ctypes.get_errno())
-    if pid > 0:
-        return pid
-    status = 126
+def _memfd_holding(data):
+    fd = os.memfd_create("sandbox-seccomp", os.MFD_CLOEXEC)
+    _write_all(fd, data)
+    return fd
+
+
+def _read_programs(fd, lengths):
+    """The user's seccomp programs (issue 11) from the worker's memfd."""
     try:
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        if not cfg["flags"] & FAllowTTY:
-            os.setpgid(0, 0)
-        for target, fd in zip(targets, high):
-            if fd is None:
-                _close_all([target])
-            else:
-                os.dup2(fd, target)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        for number, pair in cfg["limits"]["command_rlimits"]:
-            resource.setrlimit(number, pair)
-        err = errno.ENOENT
-        for candidate in candidates:
-            try:
-                os.execve(candidate, cfg["args"], cfg["env"])
-            except OSError as error:
-                if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
-                    err = error.errno
-        status = 127 if err == errno.ENOENT else 126
-        _send(chan, "exec", err, what)
-    except BaseException as error:
-        _send(chan, "exec", getattr(error, "errno", None) or errno.EINVAL, what)
+        data = os.pread(fd, sum(lengths), 0)
     finally:
-        os._exit(status)
+        os.close(fd)
+    programs, offset = [], 0
+    for length in lengths:
+        programs.append(data[offset:offset + length])
+        offset += length
+    return programs
+
+
+def _hold_lock_files(paths):
+    """--lock-file: PID 1 opens each path and holds a read lock on it (an
+    fcntl lock, seen by F_GETLK and lockf outside) until the sandbox ends."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            _fail("Unable to open lock file %s" % path, err.errno)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            _fail("Unable to lock file %s" % path, err.errno)
+
+
+def _wait_for_block_fd(fd):
+    """--block-fd: one byte (or end of file) before the command starts."""
+    try:
+        os.read(fd, 1)
+    except OSError as err:
+        _fail("block-fd: reading fd", err.errno)
+    finally:
+        os.close(fd)
+
+
+def _exec_in_clone(path, candidates, args, env, targets, high, setpgroup, rlimits, programs):
+    """Start the command in a bare clone of PID 1 that sets what only the
+    command may hold, then execs: rlimits that would bind PID 1 (limits:
+    posix_spawn would map its stack in PID 1's address space, which may be
+    larger than an address-space limit), and the user's seccomp programs
+    (issue 11: loaded last before execve, by the command's own process, as
+    bubblewrap does; a program that allows little would stop PID 1).
+    Returns the pid; what the clone could not do (load a program, exec)
+    comes back on a close-on-exec pipe and is raised here."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = _clone(0)
+    if pid == 0:
+        failure = ("exec", errno.EINVAL, path)
+        try:
+            os.close(report_r)
+            for sig in _RESET_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            if setpgroup:
+                os.setpgid(0, 0)
+            for target, fd in zip(targets, high):
+                if fd is not None:
+                    os.dup2(fd, target)
+                else:
+                    try:
+                        os.close(target)
+                    except OSError:
+                        pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            for number, pair in rlimits:
+                resource.setrlimit(number, pair)
+            for index, program in enumerate(programs):
+                failure = ("seccomp", errno.EINVAL, index)
+                _load_filter(program)
+            err = errno.ENOENT
+            for candidate in candidates:
+                try:
+                    os.execve(candidate, args, env)
+                except OSError as error:
+                    if err == errno.ENOENT or error.errno not in (errno.ENOENT, errno.ENOTDIR):
+                        err = error.errno
+            failure = ("exec", err, path)
+        except OSError as error:
+            failure = (failure[0], error.errno or errno.EINVAL, failure[2])
+        except BaseException:
+            pass
+        try:
+            os.write(report_w, marshal.dumps(failure))
+        finally:
+            os._exit(127)
+    os.close(report_w)
+    if pid < 0:
+        os.close(report_r)
+        _fail("forking the command", ctypes.get_errno())
+    report = _read_all(report_r)
+    if not report:
+        return pid
+    kind, err, what = marshal.loads(report)
+    os.waitpid(pid, 0)
+    if kind == "seccomp":
+        if err == errno.EINVAL:
+            raise SandboxError("Unable to set up system call filtering as requested: "
+                               "prctl(PR_SET_SECCOMP) reported EINVAL (seccomp program %d)"
+                               % what, err)
+        _fail("seccomp: loading program %d" % what, err)
+    raise OSError(err, os.strerror(err))
 
 
 def _shell_key(cfg, cgroup):
@@ -5055,6 +5134,8 @@ def _init_namespaces(key, bwrap=None, outside=False):
 
 _SPAWN_FIELDS = ("args", "path", "dir", "env", "umask", "privileged", "flags", "quiet",
                  "fd_targets", "limits", "bwrap")
+# bubblewrap's options (issue 11)
+_SPAWN_FIELDS += ("argv0", "lock_files", "held_fds", "dir_fallbacks")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()):
@@ -5066,6 +5147,8 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
     `trees`: the bind sources the caller opened (see _open_bind_trees)."""
     wanted = ahead is not None and ahead.wanted(cfg)
     try:
+        if cfg["report_namespaces"]:
+            _send(chan, "namespaces", _own_namespaces())
         if cfg["hostname"]:
             try:
                 socket.sethostname(cfg["hostname"])
@@ -5096,8 +5179,13 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
         spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
         spawn["slots"], spawn["extras"] = slots, len(extras)
         spawn["landlock"] = ruleset is not None
+        # The user's seccomp programs (issue 11) go in a memfd: they may be
+        # larger than a message.
+        programs = cfg["seccomp_programs"]
+        spawn["seccomp_programs"] = [len(program) for program in programs]
+        program_fds = [_memfd_holding(b"".join(programs))] if programs else []
         _send_fds(to_init, marshal.dumps(spawn), [chan] + list(stdio) + list(extras)
-                  + ([ruleset] if ruleset is not None else []))
+                  + program_fds + ([ruleset] if ruleset is not None else []))
     except BaseException as err:
         _report_setup_failure(chan, err)
     if helper is not None:
@@ -5107,6 +5195,18 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
             pass
         helper.close()      # the helper may make the next spare now
     os._exit(0)
+
+
+def _own_namespaces():
+    """(name, inode) of this process's namespaces, as bubblewrap's
+    --info-fd lists them (the parent may not look: init is not dumpable)."""
+    ids = []
+    for name in ("cgroup", "ipc", "mnt", "net", "pid", "uts"):
+        try:
+            ids.append((name, os.stat("%s/self/ns/%s" % (_proc, name)).st_ino))
+        except OSError:
+            pass
+    return ids
 
 
 def _report_setup_failure(chan, err):
@@ -5137,30 +5237,38 @@ def _init_serve(worker, from_worker, filter_program, bwrap=None):
                 spawn["bwrap"].update(bwrap)    # what this process opened (proc_fd)
             chan, fds = fds[0], fds[1:]
             ruleset = fds.pop() if spawn["landlock"] else None
+            programs = _read_programs(fds.pop(), spawn["seccomp_programs"]) \
+                if spawn["seccomp_programs"] else ()
             stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
+            held = dict(zip(spawn["held_fds"], fds[len(spawn["fd_targets"]):]))
+            fds = fds[:len(spawn["fd_targets"])]
             limits = spawn["limits"]
             try:
                 if bwrap is None:
                     _drop_capabilities(spawn["privileged"])
                 else:
                     _bwrap_finish(spawn["bwrap"])
+                _hold_lock_files(spawn["lock_files"])
                 if limits is not None:
                     _set_rlimits(limits)
                     if limits["reap_worker"]:
                         os.waitpid(worker, 0)    # a process count is the command's
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
+                if "block" in held:
+                    _wait_for_block_fd(held.pop("block"))
             except BaseException as err:
                 _report_setup_failure(chan, err)
+            # held["sync"], if any, stays open as long as PID 1 lives.
             if bwrap is not None and bwrap["exec"]:
                 _reap(worker, in_pid_namespace=False)
                 if not spawn["quiet"]:
                     _send(chan, "ready")      # before: nothing of ours runs after
-                _exec_command(spawn, chan, stdio, fds)
+                _exec_command(spawn, chan, stdio, fds, programs)
             if bwrap is None:
-                command = _spawn_command(spawn, chan, stdio, fds)
+                command = _spawn_command(spawn, chan, stdio, fds, programs)
             else:
-                command = _fork_command(spawn, chan, stdio, fds)
+                command = _fork_command(spawn, chan, stdio, fds, programs)
             # "ready" once the command runs: an exec failure has been
             # reported by then, so Popen() raises it as subprocess does.
             if not spawn["quiet"]:
@@ -6306,6 +6414,22 @@ class Container:
         self.as_pid_1 = False
         self.userns_fd = self.userns2_fd = self.pidns_fd = None
         self.disable_userns = self.assert_userns_disabled = False
+        # bubblewrap's options (issue 11): the command's argv[0] (the path
+        # run is still args[0] or path); paths inside on which PID 1 holds a
+        # read lock while the sandbox lives; an fd PID 1 keeps open as long
+        # (sync_fd) and one it reads a byte from before the command starts
+        # (block_fd: serve() then returns once the sandbox exists, before
+        # the command runs); seccomp programs (struct sock_filter[] each) loaded
+        # by the command's process just before execve, after the built-in
+        # filter.
+        self.argv0 = None
+        self.lock_files = []
+        self.sync_fd = None
+        self.block_fd = None
+        self.seccomp_programs = []
+        self._dir_fallbacks = None  # the command line's: bubblewrap's chdir fallbacks
+        self._want_namespaces = False   # the command line's --info-fd/--json-status-fd
+        self._namespaces = None
         self.pid = None
         self.returncode = None
         self._chan = None
@@ -6399,6 +6523,7 @@ class Container:
                  _check_ports(self.allow_bind, "allow_bind"))
         if self.landlock == "off":
             _landlock_plan("off", 0, 0, *ports)      # ports without Landlock: refused
+        self._check_bubblewrap_fields()
         targets = self._fd_targets()
         if len(set(targets)) != len(targets):
             raise _typed_error(ValueError, "pass_fds: fd %d is also one of extra_files (3..%d)"
@@ -6465,6 +6590,29 @@ class Container:
             "old_cwd": old_cwd, "proc_fd": None, "own_caps": _capabilities()[0],
         }
 
+    def _check_bubblewrap_fields(self):
+        if self.argv0 is not None and (not isinstance(self.argv0, str) or "\0" in self.argv0):
+            raise _typed_error(ValueError, "argv0: invalid %r" % (self.argv0,))
+        if isinstance(self.lock_files, (str, bytes)) or not all(
+                isinstance(p, str) and p.startswith("/") and "\0" not in p
+                for p in self.lock_files):
+            raise SandboxError("lock_files: not a list of absolute paths: %r"
+                               % (self.lock_files,), errno.EINVAL)
+        if isinstance(self.seccomp_programs, (bytes, bytearray)):
+            raise SandboxError("seccomp_programs: a list of programs, not one", errno.EINVAL)
+        for index, program in enumerate(self.seccomp_programs):
+            if not isinstance(program, (bytes, bytearray)) or not program or len(program) % 8:
+                raise SandboxError("seccomp_programs[%d]: invalid seccomp data, must be a "
+                                   "non-empty multiple of 8 bytes" % index, errno.EINVAL)
+
+    def _held_fds(self):
+        """(name, fd) of the fds PID 1 holds for itself (issue 11)."""
+        held = []
+        for name, value in (("sync", self.sync_fd), ("block", self.block_fd)):
+            if value is not None:
+                held.append((name, _fd_of(value, name + "_fd")))
+        return held
+
     def _config(self):
         if not self.args and not self.path:
             shell = os.environ.get("SHELL", "")
@@ -6505,6 +6653,13 @@ class Container:
             "allow_bind": _check_ports(self.allow_bind, "allow_bind"),
             "fd_targets": self._fd_targets(),
             "limits": None,       # limits: set by _request() when there are any
+            # bubblewrap's options (issue 11)
+            "argv0": None if self.argv0 is None else os.fsencode(self.argv0),
+            "lock_files": list(self.lock_files),
+            "seccomp_programs": [bytes(program) for program in self.seccomp_programs],
+            "held_fds": [name for name, _ in self._held_fds()],
+            "dir_fallbacks": self._dir_fallbacks,
+            "report_namespaces": self._want_namespaces,
             "filter": _compiled_filter(seccomp, HOST_ARCH, self._filter_rules()),
             "user_seccomp": int(bool(self._filter_rules())),
             "bwrap": None,
@@ -6538,6 +6693,7 @@ class Container:
                  _fd_of(self.stderr, "stderr", 2)]
         extras = [_fd_of(f, "extra_files[%d]" % i) for i, f in enumerate(self.extra_files)]
         extras += [_fd_of(fd, "pass_fds") for fd in self._pass_fds]
+        extras += [fd for _, fd in self._held_fds()]
         # limits: what PID 1 sets and the child cgroup init joins (none of it
         # without limits or a cgroup)
         cgroup = None
@@ -6574,6 +6730,8 @@ class Container:
             self.pid = message[1]
         elif kind == "ready":
             self._ready = True
+        elif kind == "namespaces":
+            self._namespaces = message[1]
         elif kind == "error":
             if self._late_error is None:
                 self._late_error = SandboxError(message[1], message[2])
@@ -6586,7 +6744,11 @@ class Container:
                     "sandbox: init exited with status %s during setup" % self.returncode,
                     errno.ECHILD)
             self._finish()    # raises
-        return self._ready and self.pid is not None and self._late_error is None
+        # With a block_fd the command waits for the caller, who may want the
+        # pid first: serve() returns once the sandbox exists.
+        return ((self._ready or self.block_fd is not None) and self.pid is not None
+                and self._late_error is None
+                and (self._namespaces is not None or not self._want_namespaces))
 
     def _fd_targets(self):
         """The numbers the extra fds have inside: extra_files from 3 on,
@@ -7909,7 +8071,10 @@ class _CommandLine:
         self.new_session = False
         self.export = None
         self.disasm = False
-        self.status_fds = []
+        self.info_fd = None        # --info-fd: the start, then closed
+        self.json_status_fd = None  # --json-status-fd: the start and the exit status
+        self.seccomp_program = None     # --seccomp
+        self.added_programs = []        # --add-seccomp-fd
         self.verbose = False
         self.level_prefix = False
         self.command = []
@@ -8157,6 +8322,55 @@ def _overlay(cl, option, *args):
     cl.overlay_sources = []
 
 
+def _argv0(cl, option, value):
+    if "argv0" in cl.fields:
+        raise _UsageError("--argv0 used multiple times")
+    cl.fields["argv0"] = value
+
+
+def _lock_file(cl, option, path):
+    cl.fields.setdefault("lock_files", []).append(_path(option, path))
+
+
+def _seccomp_program(option, fd):
+    data = _read_fd(option, _fd(option, fd))
+    if len(data) % 8:
+        raise _UsageError("Invalid seccomp data, must be multiple of 8")
+    return data
+
+
+def _seccomp_fd(cl, option, fd):
+    """--seccomp FD: the program (the last given), loaded after the
+    built-in filter."""
+    if cl.added_programs:
+        raise _UsageError("--seccomp cannot be combined with --add-seccomp-fd")
+    cl.seccomp_program = _seccomp_program(option, fd)
+
+
+def _add_seccomp_fd(cl, option, fd):
+    if cl.seccomp_program is not None:
+        raise _UsageError("--add-seccomp-fd cannot be combined with --seccomp")
+    cl.added_programs.append(_seccomp_program(option, fd))
+
+
+def _capability(option, text):
+    """--cap-drop's argument checked as --cap-add/--cap-drop read it."""
+    scratch = _CommandLine.__new__(_CommandLine)
+    scratch.fields = {}
+    _cap_option(scratch, option, text)
+
+
+def _cap_drop(cl, option, name):
+    """--cap-drop (hardened): no capability is kept anyway."""
+    _capability(option, name)
+
+
+def _cap_add(cl, option, name):
+    _capability(option, name)
+    raise _UsageError("--cap-add %s: the sandbox keeps no capability (--privileged keeps "
+                      "CAP_SYS_ADMIN)" % name)
+
+
 def _remount_ro(cl, option, dest):
     cl.ops.remount_ro(_path(option, dest))
 
@@ -8371,6 +8585,8 @@ _OPTIONS = [
     _Option("--setenv", "VAR VALUE", _setenv, "set VAR in the environment"),
     _Option("--unsetenv", "VAR", _unsetenv, "remove VAR from the environment"),
     _Option("--clearenv", "", _clearenv, "start from an empty environment (else inherited)"),
+    _Option("--argv0", "VALUE", _argv0, "argv[0] of the command (COMMAND is still what runs)",
+            missing="%s takes one argument"),
     "Hardening (everything is denied unless allowed):",
     _Option("--share-net", "", _share_net, "keep the host's network"),
     _Option("--allow-devel", "", _flag(FAllowDevel), "allow ptrace, perf_event_open, personality",
@@ -8385,6 +8601,14 @@ _OPTIONS = [
             where=HARDENED),
     _Option("--privileged", "", _field_is("privileged", True), "keep CAP_SYS_ADMIN inside",
             where=HARDENED),
+    _Option("--cap-drop", "CAP", _cap_drop, "accepted: no capability is kept",
+            where=HARDENED),
+    _Option("--cap-add", "CAP", _cap_add, "refused (--privileged keeps CAP_SYS_ADMIN)",
+            where=HARDENED),
+    _Option("--seccomp", "FD", _seccomp_fd, "load the seccomp program read from FD too "
+            "(after the built-in filter)", last=True),
+    _Option("--add-seccomp-fd", "FD", _add_seccomp_fd, "the same, repeatable, loaded in "
+            "order"),
     _Option("--unshare-all", "", _unshare("user", "ipc", "pid", "net", "uts", "cgroup"),
             "accepted: always in force (and undoes an earlier --share-net)"),
     _Option("--unshare-net", "", _unshare("net"), "the same for the network"),
@@ -8442,8 +8666,16 @@ _OPTIONS = [
     _Option("--json", "", _set("check_json", True), "with --check: one JSON object",
             where=HARDENED),
     "Status and the command line:",
-    _Option(("--json-status-fd", "--info-fd"), "FD", _append("status_fds", _fd),
-            'write {"child-pid": N} and {"exit-code": N} to FD'),
+    _Option("--info-fd", "FD", _store("info_fd", _fd), "write the command's pid and the "
+            "namespaces' ids to FD as JSON once it is created, then close FD", last=True),
+    _Option("--json-status-fd", "FD", _store("json_status_fd", _fd), "the same on one line, "
+            'then {"exit-code": N} at the end', last=True),
+    _Option("--lock-file", "DEST", _lock_file, "hold a read lock on DEST (inside) while the "
+            "sandbox runs"),
+    _Option("--sync-fd", "FD", _field("sync_fd", _fd), "keep FD open while the sandbox runs",
+            last=True),
+    _Option("--block-fd", "FD", _field("block_fd", _fd), "read a byte from FD before the "
+            "command starts", last=True),
     _Option("--args", "FD", _args_file, "read more options from FD, NUL-separated"),
     _Option(("-v", "--verbose"), "", _set("verbose", True), "say what is being run",
             where=HARDENED),
@@ -8466,7 +8698,7 @@ _OPTIONS = [
     _Option(("--cap-add", "--cap-drop"), "CAP", _cap_option,
             "add or drop a capability (CAP_KILL, a number, or ALL)", where=BWRAP),
     _Option(("--exec-label", "--file-label"), "LABEL", _label, "SELinux labels (not supported)",
-            where=BWRAP, last=True),
+            last=True),
     _Option("--level-prefix", "", _set("level_prefix", True),
             "prefix messages with their syslog level (<3> error, <4> warning)", where=BWRAP),
 ]
@@ -8595,27 +8827,59 @@ def _help_text(personality=HARDENED, intro=_HELP_INTRO, outro=_HELP_OUTRO):
     return "".join(out)
 
 
-def _default_dir(ops):
-    """The current directory if it is bound at the same path, else /."""
+def _seccomp_programs_of(cl):
+    """--seccomp's program, or --add-seccomp-fd's in order."""
+    if cl.seccomp_program is not None:
+        return [cl.seccomp_program]
+    return list(cl.added_programs)
+
+
+def _working_directory(container, cl):
+    """bubblewrap's: --chdir, else the current directory if it exists
+    inside, else $HOME (as --setenv left it), else /; PWD is set to it."""
+    if cl.chdir is not None:
+        container.dir, container._dir_fallbacks = cl.chdir, []
+        return
     try:
         cwd = os.getcwd()
     except OSError:
-        return "/"
-    for op in reversed(ops):
-        if isinstance(op, Bind) and op.source == op.target:
-            root = op.target.rstrip("/") or "/"
-            if cwd == root or cwd.startswith(root.rstrip("/") + "/"):
-                return cwd
-    return "/"
+        cwd = "/"
+    home = cl.env.get("HOME", "")
+    container.dir = cwd
+    container._dir_fallbacks = ([home] if home.startswith("/") else []) + ["/"]
 
 
-def _status_line(fds, **fields):
-    line = ("{%s}\n" % ", ".join('"%s": %d' % item for item in fields.items())).encode()
-    for fd in fds:
-        try:
-            os.write(fd, line)
-        except OSError:
-            pass
+def _namespace_ids(container, cl):
+    """(name, inode) of the namespaces the sandbox has of its own, as
+    bubblewrap lists them (cgroup, ipc, mnt, net, pid, uts; never user)."""
+    if cl.personality == HARDENED:
+        shown = {"cgroup", "ipc", "mnt", "pid", "uts"} | (
+            set() if container.flags & FAllowNet else {"net"})
+    else:
+        shown = {"mnt"} | cl.unshare
+    return [(name, ino) for name, ino in container._namespaces if name in shown]
+
+
+def _write_status(fd, text, what="--info-fd"):
+    try:
+        _write_all(fd, text.encode())
+    except OSError as err:
+        raise SandboxError("Write to info_fd (%s %d)" % (what, fd), err.errno)
+
+
+def _report_start(container, cl):
+    """--info-fd and --json-status-fd, right after the sandbox is created:
+    bubblewrap's JSON, byte for byte."""
+    if cl.info_fd is None and cl.json_status_fd is None:
+        return
+    ids = _namespace_ids(container, cl)
+    if cl.info_fd is not None:
+        _write_status(cl.info_fd, '{\n    "child-pid": %d%s\n}\n' % (container.pid, "".join(
+            ',\n    "%s-namespace": %d' % item for item in ids)))
+        os.close(cl.info_fd)
+    if cl.json_status_fd is not None:
+        _write_status(cl.json_status_fd, '{ "child-pid": %d%s }\n' % (container.pid, "".join(
+            ', "%s-namespace": %d' % item for item in ids)), "--json-status-fd")
 
 
 def main(argv=None):
@@ -8652,7 +8916,8 @@ def main(argv=None):
     flags = cl.flags | (FAllowNet if cl.share_net else 0)
     container.flags, container.seccomp = HardeningFlags(flags), SyscallOpts(cl.seccomp)
     container.env = cl.env
-    container.dir = cl.chdir or _default_dir(container.ops)
+    _working_directory(container, cl)
+    container.seccomp_programs = _seccomp_programs_of(cl)
     container._local = True
     try:
         if cl.export is not None or cl.disasm:
@@ -8700,14 +8965,27 @@ def _run_command_line(container, cl):
         signal.signal(sig, forward)
     if container.flags & FAllowTTY:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    container._want_namespaces = cl.info_fd is not None or cl.json_status_fd is not None
     try:
         container.start()
-        container.serve()
+        container._request()
+        reported = False
+        while True:
+            done = container._setup_step(container._receive())
+            if not reported and container._namespaces is not None:
+                _report_start(container, cl)     # as soon as the sandbox exists
+                reported = True
+            if done:
+                break
         for signum in held:
             forward(signum, None)
-        _status_line(cl.status_fds, **{"child-pid": container.pid})
         status = container.wait()
-        _status_line(cl.status_fds, **{"exit-code": status})
+        if cl.json_status_fd is not None:
+            try:
+                os.write(cl.json_status_fd, b'{ "exit-code": %d }\n' % status)
+                os.close(cl.json_status_fd)
+            except OSError:
+                pass
     finally:
         _write_report(container, getattr(cl, "report_fd", None))
     if container.report.status == "timeout":
@@ -8828,6 +9106,7 @@ def _bwrap_container(cl):
     container.namespaces = names
     container.env, container.dir = cl.env, cl.chdir
     container.die_with_parent = cl.die_with_parent
+    container.seccomp_programs = _seccomp_programs_of(cl)
     # No setsid unless --new-session: the terminal stays the command's.
     container.flags = HardeningFlags(0 if cl.new_session else FAllowTTY)
     for name, value in fields.items():
