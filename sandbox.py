@@ -6284,6 +6284,26 @@ def _idmapped(flags):
     return flags & (BindWritable | BindDevice) == BindWritable
 
 
+# What the command makes through an idmapped bind is the caller's on the
+# host (root's, for a root caller): a setuid or setgid bit on it would be a
+# way to the caller's privilege for whoever runs the file on the host (the
+# bind's own nosuid holds only inside).  Such a sandbox is refused the
+# calls that set either bit; openat2, whose mode lies in a struct the
+# filter cannot read, answers ENOSYS (libc falls back to openat).
+_MODE_ARGUMENT = (("chmod", 1), ("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2),
+                  ("creat", 1), ("open", 2), ("openat", 3), ("mknod", 1), ("mknodat", 2))
+
+
+def _idmap_seccomp_rules(ops, host_uid, host_gid):
+    """The seccomp rules of a sandbox with idmapped binds (none without)."""
+    if not _maps_from_outside(host_uid, host_gid) or not any(
+            isinstance(op, Bind) and _idmapped(op.flags) for op in ops):
+        return ()
+    rules = [_rule(name, _errno_action(errno.EPERM), Arg(index, CMP_MASKED_EQ, bit, bit))
+             for name, index in _MODE_ARGUMENT for bit in (stat.S_ISUID, stat.S_ISGID)]
+    return tuple(rules) + (_rule("openat2", _errno_action(errno.ENOSYS)),)
+
+
 def _set_tree_attributes(fd, op, cfg, userns):
     attr = _bind_attributes(op.flags)
     idmap = MOUNT_ATTR_IDMAP if _idmapped(op.flags) else 0
@@ -6462,10 +6482,12 @@ class Container:
                                % (self.seccomp_rules,), errno.EINVAL)
 
     def _filter_rules(self):
-        """The user's rules, then those that keep Landlock's port rules whole."""
+        """The user's rules, then those that keep Landlock's port rules
+        whole and those that keep setuid files off idmapped binds."""
         return self._seccomp_rules() + _landlock_port_seccomp_rules(
             _check_ports(self.allow_connect, "allow_connect"),
-            _check_ports(self.allow_bind, "allow_bind"))
+            _check_ports(self.allow_bind, "allow_bind")) + _idmap_seccomp_rules(
+            self.ops, *_host_ids(self.host_uid, self.host_gid))
 
     def __str__(self):
         return "argv: [%s], flags: %#x, seccomp: %#x" % (

@@ -1001,6 +1001,51 @@ def test_a_root_callers_writable_bind_is_idmapped():
         subprocess.run(["rm", "-rf", top])
 
 
+SETUID_PROBE = r"""
+import os, stat, sys
+made = []
+def attempt(name, call):
+    try:
+        call()
+        made.append(name)
+    except OSError as err:
+        print(name, err.errno)
+open("/w/f", "w").close()
+attempt("chmod u+s", lambda: os.chmod("/w/f", 0o4755))
+attempt("chmod g+s", lambda: os.chmod("/w/f", 0o2755))
+fd = os.open("/w/f", os.O_RDONLY)
+attempt("fchmod u+s", lambda: os.fchmod(fd, 0o4755))
+attempt("chmodat u+s", lambda: os.chmod("f", 0o4755, dir_fd=os.open("/w", os.O_RDONLY)))
+attempt("open u+s", lambda: os.close(os.open("/w/g", os.O_CREAT | os.O_WRONLY, 0o4755)))
+attempt("mknod u+s", lambda: os.mknod("/w/h", 0o4644 | stat.S_IFREG))
+attempt("chmod 0755", lambda: os.chmod("/w/f", 0o755))
+print("made", " ".join(made))
+"""
+
+
+def test_a_root_callers_writable_bind_takes_no_setuid_or_setgid_file():
+    """What the command makes in a root caller's writable bind is root's on
+    the host: a setuid or setgid bit there would make it a way to host
+    root (or its group) for whoever runs it.  Setting one is refused."""
+    _needs_root()
+    top = tempfile.mkdtemp(prefix="sandbox-setuid-")
+    try:
+        ops = sandbox.default_ops().bind(top, "/w", sandbox.BindWritable)
+        out = run_ok(["/usr/bin/python3", "-c", SETUID_PROBE], ops=ops)
+        assert out.splitlines()[-1] == "made chmod 0755", out
+        for name in os.listdir(top):
+            mode = os.lstat(os.path.join(top, name)).st_mode
+            assert not mode & (stat.S_ISUID | stat.S_ISGID), (name, oct(mode), out)
+        # The sandbox holding the caller's own ids (host_uid=0 for root, or an
+        # unprivileged caller) makes files that are its own: nothing refused.
+        out = run_ok(["/usr/bin/python3", "-c", SETUID_PROBE], ops=ops, host_uid=0)
+        assert out.splitlines()[-1].split()[1:] == [
+            "chmod", "u+s", "chmod", "g+s", "fchmod", "u+s", "chmodat", "u+s", "open", "u+s",
+            "mknod", "u+s", "chmod", "0755"], out
+    finally:
+        subprocess.run(["rm", "-rf", top])
+
+
 def test_a_root_caller_binds_what_only_root_can_reach():
     """A directory below a root-owned 0700 directory: the sandbox's host
     uid cannot reach it by path, the caller opens it."""
