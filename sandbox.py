@@ -6509,7 +6509,7 @@ class Container:
                 try:
                     op.validate()
                 except SandboxError as err:
-                    raise _at_op(err, index)
+                    raise _at_op(err, index) if self.hardened else err
         if not isinstance(self.flags, int) or self.flags < 0 or self.flags & ~0x1F:
             raise SandboxError("flags: invalid hardening flags %r" % (self.flags,), errno.EINVAL)
         self.effective_seccomp()
@@ -9136,10 +9136,19 @@ def _bwrap_container(cl):
     # Paths as bubblewrap resolves them: sources from this directory,
     # destinations from the sandbox's root.
     for op in container.ops:
-        for name in op.paths:
+        inside = ("linkname",) if isinstance(op, Link) else ("dest", "target", "path")
+        for name in op.fields:
             value = getattr(op, name)
-            if isinstance(value, str) and value and not value.startswith("/"):
-                setattr(op, name, os.path.abspath(value) if name == "source" else "/" + value)
+            if not isinstance(value, str) or not value or value.startswith("/"):
+                continue
+            if name == "source":
+                setattr(op, name, os.path.abspath(value))
+            elif name in inside:
+                setattr(op, name, "/" + value)
+        if isinstance(op, Overlay):
+            op.lower_dirs = tuple(os.path.abspath(d) for d in op.lower_dirs)
+            if op.work is not None:         # (upper "tmp" and no work: --tmp-overlay)
+                op.upper, op.work = os.path.abspath(op.upper), os.path.abspath(op.work)
     return container
 
 

@@ -4005,6 +4005,26 @@ def test_bwrap_defaults(bwrap):
     assert cp.stdout == b"/etc\n/etc\n"
 
 
+def test_bwrap_relative_paths(bwrap):
+    """Sources from the current directory, destinations from the
+    sandbox's root, as bubblewrap resolves them."""
+    here = tempfile.mkdtemp(prefix="sandbox-rel-")
+    try:
+        os.chmod(here, 0o755)
+        for name in ("sub", "lower"):
+            os.mkdir(os.path.join(here, name), 0o755)
+            with open(os.path.join(here, name, "f"), "w") as f:
+                f.write(name)
+        cp = bwrap("--ro-bind", "/", "/", "--tmpfs", "/tmp", "--ro-bind", "sub", "tmp/here",
+                   "--symlink", "usr/lib", "tmp/link", "--overlay-src", "lower",
+                   "--tmp-overlay", "tmp/ov",
+                   "sh", "-c", "cat /tmp/here/f; echo; readlink /tmp/link; cat /tmp/ov/f",
+                   cwd=here)
+        assert (cp.returncode, cp.stdout) == (0, b"sub\nusr/lib\nlower"), cp.stderr
+    finally:
+        shutil.rmtree(here)
+
+
 def test_bwrap_reports_the_command_s_status_at_once(bwrap):
     """As bubblewrap's monitor: with --unshare-pid the status comes when
     the command exits; what it left behind is waited for, not killed."""
