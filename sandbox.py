@@ -6603,9 +6603,11 @@ class Container:
         return {
             "clone": clone, "caps": caps, "in_userns": new_user or self.userns_fd is not None,
             "die_with_parent": bool(self.die_with_parent),
-            # Nothing to reap for without a PID namespace of its own: the
-            # init becomes the command (bubblewrap execs it directly).
-            "exec": bool(self.as_pid_1) or not clone & CLONE_NEWPID,
+            # Nothing to reap for without a PID namespace of its own, nor
+            # lock files or a sync fd to hold: the init becomes the command
+            # (bubblewrap execs it directly).
+            "exec": bool(self.as_pid_1) or not (clone & CLONE_NEWPID or self.lock_files
+                                                or self.sync_fd is not None),
             "userns_fd": self.userns_fd, "userns2_fd": self.userns2_fd,
             "pidns_fd": self.pidns_fd, "disable_userns": bool(self.disable_userns),
             "assert_userns_disabled": bool(self.assert_userns_disabled),
@@ -8355,7 +8357,10 @@ def _lock_file(cl, option, path):
 
 
 def _seccomp_program(option, fd):
-    data = _read_fd(option, _fd(option, fd))
+    try:
+        data = _read_all(_fd(option, fd))
+    except OSError as err:       # bubblewrap's words
+        raise _UsageError("Can't read seccomp data: %s" % err.strerror)
     if len(data) % 8:
         raise _UsageError("Invalid seccomp data, must be multiple of 8")
     return data
@@ -9110,6 +9115,8 @@ def _bwrap_container(cl):
         raise _UsageError("Specifying --hostname requires --unshare-uts")
     if fields.get("as_pid_1") and "pid" not in names:
         raise _UsageError("Specifying --as-pid-1 requires --unshare-pid")
+    if fields.get("as_pid_1") and fields.get("lock_files"):
+        raise _UsageError("Specifying --as-pid-1 and --lock-file is not permitted")
     if fields.get("pidns_fd") is not None and "pid" in names:
         raise _UsageError("--pidns with --unshare-pid: not supported")
     changes = fields.pop("_cap_changes", None)
