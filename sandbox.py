@@ -2857,6 +2857,14 @@ class Bind(Op):
         return self.target, LANDLOCK_READ_DEVICES if self.flags & BindDevice else LANDLOCK_READ
 
 
+# Parts of a procfs that write to the kernel itself (sysctls, magic SysRq,
+# IRQ affinity, PCI config space): bound read-only onto themselves, as
+# bubblewrap does.  The namespace's root owns its network namespace's
+# sysctls, so permissions alone would leave those writable.
+_PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus")
+_PROC_FLAGS = MS_NOSUID | MS_NOEXEC | MS_NODEV
+
+
 class Proc(Op):
     fields = ("dest",)
     paths = ("dest",)
@@ -2871,8 +2879,17 @@ class Proc(Op):
             # bubblewrap's way in the host's PID namespace: a bind of its
             # /proc (a new instance needs a PID namespace of one's own).
             _bind_mount(_HOST + "/proc", target, BindWritable, str(self))
-            return
-        _mount("proc", target, "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV, None, str(self))
+        else:
+            _mount("proc", target, "proc", _PROC_FLAGS, None, str(self))
+        for name in _PROC_READ_ONLY:
+            path = os.fsencode(target + "/" + name)
+            if _libc.mount(path, path, None, MS_BIND, None) < 0:
+                err = ctypes.get_errno()
+                if err == errno.ENOENT:
+                    continue      # not built into this kernel
+                _fail("%s: binding %s" % (self, name), err)
+            _check(_libc.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | _PROC_FLAGS,
+                               None), "%s: making %s read-only" % (self, name))
 
     def landlock_rule(self):
         return self.dest, LANDLOCK_PROC

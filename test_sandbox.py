@@ -1492,6 +1492,32 @@ def test_proc_shows_only_the_sandbox(as_user):
     as_user(body)
 
 
+def test_proc_sys_and_friends_are_read_only(as_user):
+    """sys, sysrq-trigger, irq and bus inside each new procfs are read-only
+    (as bubblewrap makes them): even the namespace's own root, which owns
+    the network namespace's sysctls, gets EROFS."""
+    def body():
+        script = ("import errno, os\n"
+                  "try:\n"
+                  "    os.close(os.open('/proc/sys/net/ipv4/ping_group_range', os.O_WRONLY))\n"
+                  "    print('opened')\n"
+                  "except OSError as err:\n"
+                  "    print(errno.errorcode[err.errno])\n"
+                  "print(os.getuid())\n")
+        result, uid = run_ok(["/usr/bin/python3", "-I", "-c", script], uid=0).split()
+        # Root inside owns them (a uid that does not, only EACCES before EROFS).
+        assert result == "EROFS" or (uid != "0" and result == "EACCES"), (result, uid)
+        ops = sandbox.default_ops().proc("/proc2")
+        entries = mountinfo_inside(ops, uid=0)
+        for proc in ("/proc", "/proc2"):
+            assert "rw" in entries[proc].options, entries[proc]
+            for name in ("sys", "sysrq-trigger", "irq", "bus"):
+                if os.path.exists("/proc/" + name):      # the same kernel
+                    options = entries[proc + "/" + name].options
+                    assert {"ro", "nosuid", "nodev", "noexec"} <= set(options), (name, options)
+    as_user(body)
+
+
 def test_network_is_private_unless_allowed(as_user):
     def body():
         out = sh("cat /proc/net/dev")
