@@ -8926,6 +8926,17 @@ def _report_start(container, cl):
             ', "%s-namespace": %d' % item for item in ids)), "--json-status-fd")
 
 
+def _die_with_parent():
+    """SIGKILL this process when its parent dies (SPEC 3.8): its death
+    kills init (whose parent-death signal is set too), and so the whole
+    sandbox.  A parent that died before the prctl() took effect is seen
+    as a change of getppid(), as bubblewrap checks it."""
+    parent = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv=None):
     """The command line; returns the exit status."""
     program = sys.argv[0] if argv is None else "sandbox.py"
@@ -8934,6 +8945,7 @@ def main(argv=None):
         return _bwrap_main(program, argv)
     if argv[:1] == ["--bwrap"]:
         return _bwrap_main(program, argv[1:])
+    _die_with_parent()      # (bubblewrap's personality: only with --die-with-parent)
     try:
         cl = parse_command_line(argv)
         if cl.check and (cl.command or len(argv) > 1 + cl.check_json):

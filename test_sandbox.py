@@ -21,6 +21,7 @@ import random
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -3157,6 +3158,7 @@ def cli(request, world_readable_copy):
         kwargs.setdefault("cwd", "/")
         return subprocess.run(command + list(args), preexec_fn=preexec, **kwargs)
     run_cli.unprivileged = preexec is not None or os.geteuid() != 0
+    run_cli.command, run_cli.preexec = command, preexec
     return run_cli
 
 
@@ -3173,6 +3175,59 @@ def test_cli_runs_a_command_in_the_default_sandbox(cli):
     assert cp.stdout == b"hi\n" and cp.returncode == 0
     cp = cli("sh", "-c", "touch /usr/x")
     assert cp.returncode == 1 and b"Read-only" in cp.stderr
+
+
+def lock_is_held(path):
+    """Whether another open file holds a flock() on path."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def test_cli_dies_with_its_parent(cli):
+    """SIGKILL to whatever started sandbox.py ends the sandbox (SPEC 3.8),
+    as bubblewrap's suite checks it: a lock held inside is released."""
+    data = shared_dir()
+    lock = os.path.join(data, "lock")
+    script = " ".join(shlex.quote(a) for a in cli.command + [
+        "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
+        "/lib64", "--bind", data, "/data", "--", "/usr/bin/flock", "/data/lock", "/usr/bin/sleep",
+        "600"]) + "; true"
+    shell = subprocess.Popen(["/bin/sh", "-c", script], preexec_fn=cli.preexec, cwd="/",
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launched = None
+    try:
+        deadline = time.monotonic() + 30
+        while not lock_is_held(lock):
+            assert shell.poll() is None and time.monotonic() < deadline, "the lock was never taken"
+            time.sleep(0.02)
+        with open("/proc/%d/task/%d/children" % (shell.pid, shell.pid)) as f:
+            launched = int(f.read().split()[0])
+        shell.kill()
+        shell.wait()
+        deadline = time.monotonic() + 10
+        while lock_is_held(lock):
+            assert time.monotonic() < deadline, "the sandbox outlived the shell that started it"
+            time.sleep(0.02)
+    finally:
+        shell.kill()
+        shell.wait()
+        if launched is not None:
+            try:
+                os.kill(launched, signal.SIGKILL)   # (today it outlives the shell)
+            except ProcessLookupError:
+                pass
+        for name in os.listdir(data):
+            os.unlink(os.path.join(data, name))
+        os.rmdir(data)
 
 
 def test_cli_file_system_options_in_order(cli):
