@@ -4952,12 +4952,6 @@ def _spawn_command(cfg, chan, stdio, extras, programs=()):
         _close_all(high)
 
 
-def _memfd_holding(data):
-    fd = os.memfd_create("sandbox-seccomp", os.MFD_CLOEXEC)
-    _write_all(fd, data)
-    return fd
-
-
 def _read_programs(fd, lengths):
     """The user's seccomp programs (issue 11) from the worker's memfd."""
     try:
@@ -5201,8 +5195,16 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
         programs = cfg["seccomp_programs"]
         spawn["seccomp_programs"] = [len(program) for program in programs]
         program_fds = [_memfd_holding(b"".join(programs))] if programs else []
-        _send_fds(to_init, marshal.dumps(spawn), [chan] + list(stdio) + list(extras)
-                  + program_fds + ([ruleset] if ruleset is not None else []))
+        message = marshal.dumps(spawn)
+        fds = ([chan] + list(stdio) + list(extras) + program_fds
+               + ([ruleset] if ruleset is not None else []))
+        # Arguments and environment may be megabytes (up to ARG_MAX).
+        if len(message) > _INLINE_LIMIT:
+            fds.insert(0, _memfd_holding(message, "sandbox-spawn"))
+            message = b"M"
+        else:
+            message = b"I" + message
+        _send_fds(to_init, message, fds)
     except BaseException as err:
         _report_setup_failure(chan, err)
     if helper is not None:
@@ -5244,15 +5246,19 @@ def _init_serve(worker, from_worker, filter_program, bwrap=None):
     chan = None
     try:
         _confine(filter_program)
-        message, fds = _recv_fds(from_worker, 65536)
+        message, fds = _recv_fds(from_worker, _INLINE_LIMIT + 1)
         from_worker.close()
         if not message:
             status, usage = _reap(worker)
         else:
-            spawn = marshal.loads(message)
+            if message == b"M":
+                memfd = fds.pop(0)
+                message = b"I" + os.pread(memfd, os.fstat(memfd).st_size, 0)
+                os.close(memfd)
+            chan, fds = fds[0], fds[1:]
+            spawn = marshal.loads(message[1:])
             if bwrap is not None:
                 spawn["bwrap"].update(bwrap)    # what this process opened (proc_fd)
-            chan, fds = fds[0], fds[1:]
             ruleset = fds.pop() if spawn["landlock"] else None
             programs = _read_programs(fds.pop(), spawn["seccomp_programs"]) \
                 if spawn["seccomp_programs"] else ()
@@ -5619,11 +5625,18 @@ def _encode_request(cfg, slots, cgroup):
                                   int(cfg["quiet"]))
     if inline:
         return header + payload, None
-    fd = os.memfd_create("sandbox-request", os.MFD_CLOEXEC)
-    view = memoryview(payload)
+    return header, _memfd_holding(payload, "sandbox-request")
+
+
+def _memfd_holding(data, name="sandbox-data"):
+    """A memfd (close-on-exec) holding data, for messages too large to
+    travel inline over a SOCK_SEQPACKET socket (the user's seccomp
+    programs, large requests and spawn messages)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-    return header, fd
+    return fd
 
 
 def _request_key(payload):
@@ -6375,6 +6388,50 @@ def _give_pipes(fds, cfg):
             os.fchown(fd, cfg["host_uid"], cfg["host_gid"])
 
 
+_HOST_NAME_MAX = 64
+
+
+def _hostname_error(name):
+    """Why `name` cannot be the hostname (sethostname takes at most 64
+    bytes, and it travels as UTF-8), or None."""
+    if not isinstance(name, str):
+        return "not a string"
+    if "\0" in name:
+        return "contains NUL"
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not valid UTF-8"
+    if size > _HOST_NAME_MAX:
+        return "longer than %d bytes" % _HOST_NAME_MAX
+    return None
+
+
+# execve's E2BIG: the kernel takes ARG_MAX (a quarter of the stack limit)
+# of arguments and environment in all, and 32 pages per string.
+_MAX_ARG_STRLEN = 131072
+
+
+def _e2big_reason(args, env):
+    """Why execve said E2BIG, as far as the caller's args and env tell."""
+    strings = [os.fsencode(a) + b"\0" for a in args] + [
+        os.fsencode(k) + b"=" + os.fsencode(v) + b"\0" for k, v in (env or {}).items()]
+    total = sum(len(string) + 8 for string in strings)     # and a pointer each
+    longest = max(map(len, strings), default=0)
+    if longest > _MAX_ARG_STRLEN:
+        return ("E2BIG: a string of %d bytes, the kernel takes at most %d per argument or"
+                " variable" % (longest, _MAX_ARG_STRLEN))
+    return ("E2BIG: arguments and environment take %d bytes, the kernel's ARG_MAX is %d"
+            % (total, _arg_max()))
+
+
+def _arg_max():
+    try:
+        return os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        return 131072
+
+
 def _encode_env(env):
     if env is None:
         return {}
@@ -6547,8 +6604,10 @@ class Container:
         if self.path is not None and self.path != "":
             if not isinstance(self.path, str) or not self.path.startswith("/"):
                 raise SandboxError("invalid executable path %s" % _q(self.path), errno.EINVAL)
-        if not isinstance(self.hostname, str) or len(self.hostname.encode()) > 64 or "\0" in self.hostname:
-            raise SandboxError("hostname: invalid %r" % (self.hostname,), errno.EINVAL)
+        problem = _hostname_error(self.hostname)
+        if problem:
+            raise SandboxError("hostname: invalid %s (%s)" % (_q(self.hostname), problem),
+                               errno.EINVAL)
         if (self.hardened or self.dir is not None) and (
                 not isinstance(self.dir, str) or not self.dir.startswith("/")):
             raise SandboxError("dir: %s is not absolute" % _q(self.dir), errno.EINVAL)
@@ -6924,8 +6983,11 @@ class Container:
                 filename = self.dir
             else:
                 what = "exec %s" % _q(what)
+            reason = os.strerror(err)
+            if err == errno.E2BIG:
+                reason += " (%s)" % _e2big_reason(self.args, self.env)
             # Also the OSError subclass subprocess raises (FileNotFoundError...).
-            error = _typed_error(err, "%s: %s" % (what, os.strerror(err)), err)
+            error = _typed_error(err, "%s: %s" % (what, reason), err)
             error.filename = filename
             error.exit_status = self.returncode
             raise error
@@ -8201,8 +8263,9 @@ def _size(option, text):
 
 
 def _hostname(option, text):
-    if not text or len(text.encode()) > 64 or "\0" in text:
-        raise _UsageError("%s: invalid name %s" % (option, _q(text)))
+    problem = "empty" if not text else _hostname_error(text)
+    if problem:
+        raise _UsageError("%s: invalid name %s (%s)" % (option, _q(text), problem))
     return text
 
 

@@ -845,6 +845,11 @@ def test_container_prints_like_the_seed():
     (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", -1)), "uid"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "path", "bin/true")), "invalid executable path"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "hostname", "x" * 65)), "hostname"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "hostname", "\u00e9" * 33)), "longer than 64"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "hostname", "\udcff")), "not valid UTF-8"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", -1)), "uid: invalid id -1"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "gid", -7)), "gid: invalid id -7"),
+    (lambda c: (c.ops.proc("/proc"), setattr(c, "uid", 1.0)), "uid: invalid id 1.0"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "dir", "tmp")), "not absolute"),
     (lambda c: (c.ops.proc("/proc"), setattr(c, "seccomp", 1 << 12)), "syscall options"),
 ])
@@ -854,6 +859,15 @@ def test_bad_input_is_refused_before_anything_starts(setup, message):
     with pytest.raises(sandbox.SandboxError, match=message) as info:
         c.start()
     assert info.value.errno
+
+
+def test_bad_hostname_and_ids_are_refused_by_run():
+    for kwargs, message in (({"hostname": "\udcff"}, "not valid UTF-8"),
+                            ({"hostname": "h" * 65}, "longer than 64"),
+                            ({"uid": -2}, "uid: invalid id"), ({"gid": -1}, "gid: invalid id"),
+                            ({"gid": "0"}, "gid: invalid id")):
+        with pytest.raises(sandbox.SandboxError, match=message):
+            sandbox.run(["/bin/true"], **kwargs)
 
 
 def test_op_errors_name_the_operation_and_its_index():
@@ -1549,6 +1563,29 @@ def test_exit_status_and_signal_death(as_user):
         with pytest.raises(subprocess.CalledProcessError) as info:
             sandbox.run(["/bin/false"], check=True)
         assert info.value.returncode == 1
+    as_user(body)
+
+
+def test_a_mebibyte_of_arguments_and_environment_runs(as_user):
+    """1 MiB of arguments and environment runs (the spawn message outgrows
+    a socket message: it travels in a memfd); past the kernel's limits the
+    error says E2BIG and why."""
+    def body():
+        args = ["/bin/sh", "-c", 'echo $# ${#V0} ${#V511} "$PATH"', "sh"] + ["a" * 1000] * 512
+        env = dict(ENV, **{"V%d" % i: "v" * 1000 for i in range(512)})
+        assert run_ok(args, env=env) == "512 1000 1000 /usr/bin:/bin\n"
+        with open(os.devnull, "wb") as devnull:
+            c = sandbox.Container(*args, ops=sandbox.default_ops())
+            c.env, c.stdout = env, devnull
+            c.start()
+            c.serve()
+            assert c.wait() == 0
+            c.close()
+        with pytest.raises(sandbox.SandboxError, match="E2BIG: arguments and environment") as info:
+            sandbox.run(["/bin/true"] + ["a" * 100000] * 30, env=env)
+        assert info.value.errno == errno.E2BIG
+        with pytest.raises(sandbox.SandboxError, match="E2BIG: a string of 200001 bytes"):
+            sandbox.run(["/bin/true", "a" * 200000])
     as_user(body)
 
 
@@ -3392,6 +3429,18 @@ def test_cli_bad_input_gets_one_line_and_a_status(cli, args):
     assert cp.returncode in (2, 125, 127), cp
     assert b"Traceback" not in cp.stderr
     assert cp.stderr.count(b"\n") == 1 and cp.stderr.startswith(b"sandbox: "), cp.stderr
+
+
+def test_cli_bad_hostname_is_a_usage_error(cli):
+    for name in (b"\xff", b"h" * 65):
+        cp = cli("--hostname", name, "--", "true")
+        assert cp.returncode == 2 and b"Traceback" not in cp.stderr, cp
+        assert cp.stderr.count(b"\n") == 1 and b"--hostname: invalid name" in cp.stderr, cp
+
+
+def test_cli_runs_a_mebibyte_of_arguments(cli):
+    cp = cli("--", "sh", "-c", 'echo $#', "sh", *["a" * 1000] * 1024)
+    assert cp.returncode == 0 and cp.stdout == b"1024\n", cp
 
 
 def test_cli_status_json(cli):
