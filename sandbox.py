@@ -42,6 +42,10 @@ import time
 
 __version__ = "0.1.0"
 
+# This module's code as the caller imported it: the helper runs it (see
+# _HELPER_BOOT), never the file read again.  (CPython: the module's frame.)
+_OWN_CODE = sys._getframe().f_code if hasattr(sys, "_getframe") else None
+
 __all__ = [
     "Container", "Ops", "Op", "Bind", "Proc", "Dev", "Mqueue", "Tmpfs",
     "Link", "Mkdir", "Place", "run", "default_ops", "SandboxError",
@@ -5942,39 +5946,27 @@ def _helper_main(control_fd):
     _HelperServer(control_fd).serve()
 
 
-# The helper loads this very file by path: nothing on sys.path (a module
-# beside it that shadows the standard library, another "sandbox") is used,
-# and no bytecode is written beside a vendored file.  A child compiles it:
-# the compiler's garbage would otherwise stay in the helper's heap, spread
-# among the objects that containers' inits touch, and every page an init
-# touches becomes its own (about 0.4 MiB more per idle sandbox).
+# The helper runs the code the caller imported (SPEC 3.9), never this file
+# read again by path: a vendored copy may sit where a sandbox can write, and
+# what it appended would run on the host as the caller.  The module's code
+# object, kept at import (_OWN_CODE), is marshal'd into a memfd that only
+# the new interpreter gets; nothing on sys.path (a module that shadows the
+# standard library, another "sandbox") is used and no bytecode is written.
+# Nothing is compiled in the helper: the compiler's garbage would stay in
+# its heap among the objects containers' inits touch (each page an init
+# touches becomes its own: about 0.4 MiB more per idle sandbox).
 _HELPER_BOOT = """\
 import marshal, os, signal, sys, types
 signal.signal(signal.SIGCHLD, signal.SIG_DFL)   # the caller's SIG_IGN would reap it
-path, control_fd = sys.argv[1], int(sys.argv[2])
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    status = 1
-    try:
-        os.close(r)
-        with open(path, "rb") as f:
-            code = marshal.dumps(compile(f.read(), path, "exec", dont_inherit=True))
-        while code:
-            code = code[os.write(w, code):]
-        status = 0
-    finally:
-        os._exit(status)
-os.close(w)
-code = b"".join(iter(lambda: os.read(r, 1 << 20), b""))
-os.close(r)
-if os.waitpid(pid, 0)[1] != 0:
-    os._exit(1)       # the caller falls back to forking itself
+code_fd, control_fd = int(sys.argv[1]), int(sys.argv[2])
+code = os.pread(code_fd, os.fstat(code_fd).st_size, 0)
+os.close(code_fd)
 module = types.ModuleType("sandbox_helper")
-module.__file__ = path
+module.__file__ = sys.argv[3] or None     # where the caller imported it from, for tracebacks
 sys.modules[module.__name__] = module
 exec(marshal.loads(code), module.__dict__)
 del code
+module._OWN_CODE = None       # a helper starts no helper
 module._helper_main(control_fd)
 """
 
@@ -6022,20 +6014,27 @@ class _Helper:
         raise SandboxError("helper: could not start", errno.ECHILD)
 
     def _exec(self, child_end):
-        """Start a fresh interpreter as the helper; "exec", or None when
-        this interpreter cannot be run again."""
-        path = globals().get("__file__")
+        """Start a fresh interpreter as the helper, handing it this module's
+        code in a memfd; "exec", or None when this interpreter cannot be run
+        again (or the code was not kept)."""
         executable = sys.executable
-        if not path or not path.endswith(".py") or not executable or not os.access(executable, os.X_OK):
+        if _OWN_CODE is None or not executable or not os.access(executable, os.X_OK):
+            return None
+        path = globals().get("__file__")
+        try:
+            code_fd = _memfd_holding(marshal.dumps(_OWN_CODE), "sandbox-helper-code")
+        except (OSError, ValueError):
             return None
         try:
             self.process = subprocess.Popen(
-                [executable, "-I", "-S", "-c", _HELPER_BOOT, os.path.abspath(path),
-                 str(child_end.fileno())],
-                pass_fds=[child_end.fileno()], stdin=subprocess.DEVNULL,
+                [executable, "-I", "-S", "-c", _HELPER_BOOT, str(code_fd),
+                 str(child_end.fileno()), os.path.abspath(path) if path else ""],
+                pass_fds=[child_end.fileno(), code_fd], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, cwd="/")
         except OSError:
             return None
+        finally:
+            os.close(code_fd)
         return "exec"
 
     def _fork(self, child_end):

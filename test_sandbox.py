@@ -4778,6 +4778,55 @@ def test_helper_ignores_modules_beside_the_vendored_file():
         subprocess.run(["rm", "-rf", directory])
 
 
+def test_a_new_helper_runs_the_imported_code_not_the_file(as_user):
+    """A vendored copy inside a writable bind: the command rewrites it with
+    code that would run on the host; the helpers started after that (in a
+    forked child, after the helper died) run the code the caller imported
+    (SPEC 3.9), so the payload never runs.  Run directly, the rewritten
+    file does run it: the payload works."""
+    def body():
+        vendor, outside = shared_dir(), shared_dir()
+        marker = os.path.join(outside, "payload-ran")
+        try:
+            copy = os.path.join(vendor, "sandbox.py")
+            with open(SANDBOX_PY, "rb") as src, open(copy, "wb") as dst:
+                dst.write(src.read())
+            payload = "\nopen(%r, 'w').close()\n" % marker
+            script = textwrap.dedent("""\
+                import os, signal, sys
+                sys.path.insert(0, %(vendor)r)
+                import sandbox
+                ops = sandbox.default_ops().bind(%(vendor)r, %(vendor)r, sandbox.BindWritable)
+                cp = sandbox.run(["/bin/sh", "-c", "printf %%s \\"$1\\" >> %(copy)s", "sh",
+                                  %(payload)r], ops=ops, env={"PATH": "/usr/bin:/bin"})
+                assert cp.returncode == 0, cp
+                assert open(%(copy)r).read().endswith(%(payload)r)
+                def again():
+                    assert sandbox.run(["/bin/true"]).returncode == 0
+                    return sandbox._Helper.current()
+                pid = os.fork()
+                if pid == 0:            # the child forgets its parent's helper
+                    os._exit(0 if again().mode == "exec" else 3)
+                assert os.waitpid(pid, 0)[1] == 0
+                helper = sandbox._Helper.current()
+                os.kill(helper.pid, signal.SIGKILL)
+                helper._reap()
+                assert again().mode == "exec" and sandbox._Helper.current() is not helper
+                print("done")
+                """) % {"vendor": vendor, "copy": copy, "payload": payload}
+            python = sys.executable if os.geteuid() == 0 else SYSTEM_PYTHON
+            cp = subprocess.run([python, "-B", "-c", script], capture_output=True, timeout=60,
+                                cwd="/")
+            assert cp.stdout == b"done\n", cp
+            assert not os.path.exists(marker), "the helper ran code the sandbox wrote"
+            subprocess.run([python, "-B", "-c", "import sys; sys.path.insert(0, %r); import sandbox"
+                            % vendor], capture_output=True, timeout=60, cwd="/")
+            assert os.path.exists(marker), "the payload does not work: this test proves nothing"
+        finally:
+            subprocess.run(["rm", "-rf", vendor, outside])
+    as_user(body)
+
+
 def test_large_requests_travel_in_a_memfd(as_user):
     def body():
         data = bytes(range(256)) * 4096            # 1 MiB: too large to send inline
@@ -5052,9 +5101,10 @@ def test_a_caller_ignoring_sigchld_still_gets_an_exec_helper():
 
 
 def test_a_helper_that_cannot_start_is_replaced_at_once_by_a_fork():
-    """A vendored file removed after import: the fresh interpreter cannot
-    load it and exits, and the caller forks its helper instead (at once: it
-    holds no end of the socket that would hide the exit)."""
+    """A fresh interpreter that exits at once (here sys.executable is
+    /bin/false; a vendored file removed after import no longer matters: the
+    helper gets the imported code): the caller forks its helper instead (at
+    once: it holds no end of the socket that would hide the exit)."""
     directory = tempfile.mkdtemp(prefix="sandbox-gone-")
     try:
         path = os.path.join(directory, "sandbox.py")
@@ -5065,6 +5115,7 @@ def test_a_helper_that_cannot_start_is_replaced_at_once_by_a_fork():
             spec = importlib.util.spec_from_file_location("gone", %r)
             m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
             os.unlink(%r)
+            sys.executable = "/bin/false"
             print(m.run(["/bin/echo", "ok"], capture_output=True).stdout.decode().strip())
             print(m._Helper.current().mode)
             """ % (path, path))
