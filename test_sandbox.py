@@ -1514,16 +1514,16 @@ def test_proc_sys_and_friends_are_read_only(as_user):
     def body():
         script = ("import errno, os\n"
                   "try:\n"
-                  "    os.close(os.open('/proc/sys/net/ipv4/ping_group_range', os.O_WRONLY))\n"
+                  "    os.close(os.open('/proc/sys/net/ipv4/ping_group_range', os.O_WRONLY | os.O_TRUNC))\n"
                   "    print('opened')\n"
                   "except OSError as err:\n"
                   "    print(errno.errorcode[err.errno])\n"
                   "print(os.getuid())\n")
-        result, uid = run_ok(["/usr/bin/python3", "-I", "-c", script], uid=0).split()
+        result, uid = run_ok(["/usr/bin/python3", "-I", "-c", script], uid=0, gid=0).split()
         # Root inside owns them (a uid that does not, only EACCES before EROFS).
         assert result == "EROFS" or (uid != "0" and result == "EACCES"), (result, uid)
         ops = sandbox.default_ops().proc("/proc2")
-        entries = mountinfo_inside(ops, uid=0)
+        entries = mountinfo_inside(ops, uid=0, gid=0)
         for proc in ("/proc", "/proc2"):
             assert "rw" in entries[proc].options, entries[proc]
             for name in ("sys", "sysrq-trigger", "irq", "bus"):
