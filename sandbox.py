@@ -2516,6 +2516,50 @@ _SYSROOT = "/sysroot"
 _HOST = "/host"
 _MAX_TMPFS_SIZE = 1 << 50
 
+# Bounded memory (SPEC 3.3): what is written to a tmpfs is charged to no
+# process, so every tmpfs the sandbox gets has a size and an inode count.
+# Those only setup fills (the intermediate root, the new root, /dev) hold
+# what the operations put there and little more; those the command fills
+# get a default: a Tmpfs op of size 0 (default_ops()' /tmp) 256 MiB, and
+# /dev/shm (a tmpfs of its own) 64 MiB.  Every size bounds inodes too: one
+# per 4 KiB of size, at least 64.
+_DEFAULT_TMPFS_SIZE = 256 << 20
+_DEFAULT_SHM_SIZE = 64 << 20
+_PAGE = 4096
+_BYTES_PER_INODE = 4096
+_MIN_INODES = 64
+
+
+def _tmpfs_bounds(size):
+    """tmpfs options bounding a tmpfs of `size` bytes (0: the default)."""
+    size = size or _DEFAULT_TMPFS_SIZE
+    return "size=%d,nr_inodes=%d" % (size, max(size // _BYTES_PER_INODE, _MIN_INODES))
+
+
+def _setup_bounds(ops):
+    """tmpfs options for what setup alone fills (the new root, /dev): an
+    inode for each component of every path the operations name (symlink
+    targets included: paths made through a symlink follow it), the pages
+    of what they write there (Op._written_bytes), and a margin."""
+    inodes, pages = 32, 4
+    for op in ops:
+        values = list(op._values()) + [getattr(op, "_target", None)]
+        inodes += sum(v.count("/") + 1 for v in values if isinstance(v, str))
+        pages += -(-op._written_bytes() // _PAGE)
+    return "size=%d,nr_inodes=%d" % (pages * _PAGE, inodes)
+
+
+def _staging_bounds(ops):
+    """tmpfs options for the intermediate root: its two directories and
+    what operations stage there (Place data) before binding it."""
+    pages, inodes = 1, 8
+    for op in ops:
+        staged = op._staged_bytes()
+        if staged is not None:
+            pages += -(-staged // _PAGE) + 1
+            inodes += 1
+    return "size=%d,nr_inodes=%d" % (pages * _PAGE, inodes)
+
 
 def _q(value):
     """Go's %q for a path: double-quoted, with escapes, for error messages."""
@@ -2774,6 +2818,17 @@ class Op:
         a request serves it only while these still hold."""
         return ()
 
+    def _staged_bytes(self):
+        """How many bytes this op writes to the intermediate root (a file
+        staged there and bound into the new root), or None; the
+        intermediate root is sized by them."""
+        return None
+
+    def _written_bytes(self):
+        """How many bytes of file data this op may write into the tree it
+        builds (the new root's tmpfs or /dev's, which are sized by them)."""
+        return 0
+
     def apply(self, state):
         raise NotImplementedError
 
@@ -2935,7 +2990,7 @@ class Tmpfs(Op):
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
         _mount_point_dir(target, state.parent_mode(self.perm), self)
-        data = "mode=%o" % self.perm + (",size=%d" % self.size if self.size else "")
+        data = "mode=%o,%s" % (self.perm, _tmpfs_bounds(self.size))
         _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, data, str(self))
 
     def landlock_rule(self):
@@ -2969,14 +3024,17 @@ class Dev(Op):
         what = str(self)
         target = _resolve_in_root(_SYSROOT, self.dest)
         _mount_point_dir(target, state.parent_mode(0), what)
-        _mount("devtmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", what)
+        _mount("devtmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV,
+               "mode=0755," + state.setup_bounds, what)
         for node in _DEV_NODES:
             _touch(target + "/" + node, 0o444)
             _bind_mount(_HOST + "/dev/" + node, target + "/" + node,
                         BindWritable | BindDevice, "%s: %s" % (what, node), alone=True)
         for name, link in _DEV_LINKS:
             os.symlink(link, target + "/" + name)
-        os.mkdir(target + "/shm", 0o1777)
+        os.mkdir(target + "/shm", 0o755)
+        _mount("shm", target + "/shm", "tmpfs", MS_NOSUID | MS_NODEV,
+               "mode=1777,%s" % _tmpfs_bounds(_DEFAULT_SHM_SIZE), what + ": shm")
         os.mkdir(target + "/pts", 0o755)
         _mount("devpts", target + "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=620", what + ": devpts")
@@ -2998,6 +3056,9 @@ class Link(Op):
 
     def __str__(self):
         return "symlink %s -> %s" % (_q(self.linkname), _q(self.target))
+
+    def _written_bytes(self):
+        return _PAGE          # a long target takes a page
 
     def validate(self):
         if not isinstance(self.target, str) or not self.target or "\0" in self.target:
@@ -3097,6 +3158,9 @@ class Place(Op):
                                % (self, type(self.data).__name__), errno.EINVAL)
         _check_perm(self.perm, self)
 
+    def _staged_bytes(self):
+        return len(self.data)
+
     def apply(self, state):
         what = str(self)
         target = _resolve_in_root(_SYSROOT, self.name)
@@ -3143,6 +3207,9 @@ class File(Op):
             raise SandboxError("%s: data must be bytes, not %s"
                                % (self, type(self.data).__name__), errno.EINVAL)
         _check_perm(self.perm, self)
+
+    def _written_bytes(self):
+        return len(self.data)
 
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.dest)
@@ -4409,6 +4476,7 @@ class _SetupState:
         # Landlock: a _LandlockTargets taking each op's target as it is
         # applied; None when no ruleset restricts the file system.
         self.landlock = None
+        self.setup_bounds = _setup_bounds(())     # set per request by _build_root
 
     def parent_mode(self, perm):
         """The mode of the parent directories an op with mode `perm` (0
@@ -4569,11 +4637,13 @@ def _enter_intermediate_root():
     global _proc
     _mount(None, "/", None, MS_REC | MS_SLAVE, None, "making / rslave")
     base = "/tmp" if os.path.isdir("/tmp") else "/mnt"
-    _mount("rootfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "intermediate root")
+    _mount("rootfs", base, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755," + _staging_bounds(()),
+           "intermediate root")
     os.chdir(base)
     os.mkdir("sysroot", 0o755)
     os.mkdir("host", 0o755)
-    _mount("rootfs", "sysroot", "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "new root")
+    _mount("rootfs", "sysroot", "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755," + _setup_bounds(()),
+           "new root")
     _pivot_root(".", "host", "pivot_root to the intermediate root")
     os.chdir("/")
     _proc = _HOST + "/proc"
@@ -4619,6 +4689,14 @@ def _build_root(ops, state, ahead=None, wanted=False):
         if wanted and [op._host_facts() for op in ops] == ahead.facts:
             return True
         _empty_sysroot()
+    # The new root and /dev hold what these operations make, and the
+    # intermediate root what they stage.  (Both are empty but for the
+    # intermediate root's two directories: the bounds can shrink.)
+    state.setup_bounds = _setup_bounds(ops)
+    _remount_bounds(_SYSROOT, state.setup_bounds, "new root")
+    staging = _staging_bounds(ops)
+    if staging != _staging_bounds(()):
+        _remount_bounds("/", staging, "intermediate root")
     _known_dirs.add(_SYSROOT)
     if state.landlock is not None:
         # The root tmpfs holds only setup's mount points, directories and
@@ -4630,11 +4708,16 @@ def _build_root(ops, state, ahead=None, wanted=False):
     return False
 
 
+def _remount_bounds(path, bounds, what):
+    _mount(None, path, "tmpfs", MS_REMOUNT | MS_NODEV | MS_NOSUID, bounds, what + ": bounds")
+
+
 def _empty_sysroot():
     """Swap sysroot, with all that is mounted in it, for an empty tmpfs."""
     _check(_libc.umount2(_SYSROOT.encode(), MNT_DETACH), "discarding the root built ahead")
     _known_dirs.clear()
-    _mount("rootfs", _SYSROOT, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755", "new root")
+    _mount("rootfs", _SYSROOT, "tmpfs", MS_NODEV | MS_NOSUID, "mode=0755," + _setup_bounds(()),
+           "new root")
 
 
 class _RootAhead:

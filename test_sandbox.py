@@ -3443,6 +3443,15 @@ def test_cli_runs_a_mebibyte_of_arguments(cli):
     assert cp.returncode == 0 and cp.stdout == b"1024\n", cp
 
 
+def test_cli_size_bounds_inodes_and_overrides_the_default(cli):
+    cp = cli("--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64",
+             "/lib64", "--size", "1048576", "--tmpfs", "/x", "--size", "2097152", "--tmpfs", "/tmp",
+             "--", "/usr/bin/python3", "-I", "-c", FILL_SCRIPT, "files:/x:100000",
+             "fill:/tmp/f:%d" % (8 << 20))
+    assert cp.returncode == 0, cp
+    assert cp.stdout == b"files /x 255\nfill /tmp/f 2097152\n", cp
+
+
 def test_cli_status_json(cli):
     read_end, write_end = os.pipe()
     cp = cli("--json-status-fd", str(write_end), "--", "sh", "-c", "exit 3", pass_fds=[write_end])
@@ -4572,6 +4581,88 @@ def test_size_limited_tmpfs_fills_inside_only(as_user):
         ops = sandbox.default_ops().tmpfs("/small", 1 << 20, 0o755)
         out = sh("dd if=/dev/zero of=/small/fill bs=64k count=64 2>&1; echo status=$?", ops=ops)
         assert "No space left on device" in out and "status=1" in out
+    as_user(body)
+
+
+FILL_SCRIPT = '''\
+import errno, os, sys
+def fill(path, limit):
+    """Write zeros to path until ENOSPC (or limit bytes): the bytes written."""
+    written, chunk = 0, b"\\0" * 65536
+    with open(path, "wb") as f:
+        try:
+            while written < limit:
+                written += os.write(f.fileno(), chunk)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            return written
+    return None
+def files(directory, limit):
+    """Create empty files until ENOSPC (or limit): how many were made."""
+    for i in range(limit):
+        try:
+            os.close(os.open("%s/f%d" % (directory, i), os.O_CREAT | os.O_WRONLY, 0o644))
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+            return i
+    return None
+for spec in sys.argv[1:]:
+    kind, path, limit = spec.split(":")
+    print(kind, path, (fill if kind == "fill" else files)(path, int(limit)))
+'''
+
+
+def fill_inside(specs, **kwargs):
+    """{(kind, path): bytes or files made before ENOSPC, None if never}."""
+    out = run_ok(["/usr/bin/python3", "-I", "-c", FILL_SCRIPT] + specs, **kwargs)
+    result = {}
+    for line in out.splitlines():
+        kind, path, value = line.split()
+        result[kind, path] = None if value == "None" else int(value)
+    return result
+
+
+def test_tmpfs_is_bounded(as_user):
+    """The new root and /dev hold what setup put there and little more
+    (root inside owns them, and could fill the host's memory); /dev/shm
+    and a tmpfs without a size get a default bound; every size bounds
+    inodes too (one per 4 KiB)."""
+    def body():
+        result = fill_inside(["fill:/fill:%d" % (8 << 20), "files:/:100000",
+                              "fill:/dev/fill:%d" % (8 << 20), "files:/dev:100000"],
+                             uid=0, gid=0)
+        assert result["fill", "/fill"] is not None and result["fill", "/fill"] < 1 << 20, result
+        assert result["files", "/"] is not None and result["files", "/"] < 1000, result
+        assert result["fill", "/dev/fill"] is not None and result["fill", "/dev/fill"] < 1 << 20
+        assert result["files", "/dev"] is not None and result["files", "/dev"] < 1000, result
+        # /dev/shm: its own tmpfs of 64 MiB (filled for real once)
+        result = fill_inside(["fill:/dev/shm/fill:%d" % (128 << 20)])
+        assert result["fill", "/dev/shm/fill"] == 64 << 20, result
+        entries = mountinfo_inside(sandbox.default_ops())
+        assert {"size=65536k", "nr_inodes=16384"} <= set(entries["/dev/shm"].super_options)
+        assert {"size=262144k", "nr_inodes=65536"} <= set(entries["/tmp"].super_options)
+        # a size bounds inodes too; a tmpfs over /dev/shm or /tmp overrides the default
+        ops = sandbox.default_ops().tmpfs("/x", 1 << 20).tmpfs("/dev/shm", 1 << 20, 0o1777)
+        ops.tmpfs("/tmp", 2 << 20, 0o1777)
+        result = fill_inside(["files:/x:100000", "fill:/dev/shm/f:%d" % (8 << 20),
+                              "fill:/tmp/f:%d" % (8 << 20)], ops=ops)
+        # (256 inodes: the root directory is one of them)
+        assert result == {("files", "/x"): 255, ("fill", "/dev/shm/f"): 1 << 20,
+                          ("fill", "/tmp/f"): 2 << 20}, result
+    as_user(body)
+
+
+def test_staged_data_fits_its_bounded_staging(as_user):
+    """Place data is staged on the intermediate root, which is sized by
+    what the operations carry: 5 MiB of files are placed whole."""
+    def body():
+        data = [bytes([i]) * (1 << 20) for i in range(5)]
+        ops = sandbox.default_ops()
+        for i, chunk in enumerate(data):
+            ops.place("/placed%d" % i, chunk)
+        out = run_ok(["/bin/sh", "-c", "cat /placed0 /placed1 /placed2 /placed3 /placed4 | sha256sum"],
+                     ops=ops)
+        assert out.split()[0] == hashlib.sha256(b"".join(data)).hexdigest()
     as_user(body)
 
 
