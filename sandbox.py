@@ -5164,6 +5164,7 @@ def _init_process(key, keep, cgroup, bwrap=None, outside=False):
         signal.signal(sig, signal.SIG_DFL)
     if bwrap is None or bwrap["die_with_parent"]:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+        _check_parent_alive()
     if bwrap is None:
         _close_fds_except(keep)
     else:
@@ -5557,10 +5558,42 @@ def _clone_flags(flags, cgroup):
     return value
 
 
+# The parent of the last clone() as /proc shows it (init checks it after
+# setting its parent-death signal: a parent that died before then would
+# leave it running), or None when /proc cannot tell.
+_clone_parent = None
+
+
+def _procfs_pid():
+    try:
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return None
+
+
+def _procfs_ppid():
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _check_parent_alive():
+    """After PR_SET_PDEATHSIG: exit if the parent died before it took
+    effect (init is in a new PID namespace, where getppid() says 0, so its
+    parent is compared as /proc shows it, as bubblewrap compares getppid())."""
+    if _clone_parent is not None and _procfs_ppid() not in (_clone_parent, None):
+        os._exit(_SETUP_FAILED)
+
+
 def _clone(flags):
     """clone() as fork() does it, with the init signals blocked across it:
     the child must not run this process's Python signal handlers before it
     has reset them, and what arrives meanwhile stays pending for it."""
+    global _clone_parent
+    if flags & CLONE_NEWPID:       # an init (a worker needs no check)
+        _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
     saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     pid = _libc.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
     if pid != 0:

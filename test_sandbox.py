@@ -3267,6 +3267,19 @@ def test_cli_dies_with_its_parent(cli):
         os.rmdir(data)
 
 
+def test_init_whose_parent_died_before_its_death_signal_exits():
+    """init sets its parent-death signal after clone(): a parent that died
+    in between is seen by comparing its parent (as /proc shows it) with
+    the one that cloned it; a live parent passes."""
+    for parent, expected in ((os.getpid(), 0), (os.getpid() + 1000000, sandbox._SETUP_FAILED)):
+        pid = os.fork()
+        if pid == 0:
+            sandbox._clone_parent = parent
+            sandbox._check_parent_alive()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] >> 8 == expected, parent
+
+
 def test_cli_file_system_options_in_order(cli):
     data = shared_dir()
     try:
