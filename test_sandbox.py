@@ -4666,8 +4666,9 @@ def test_tmpfs_is_bounded(as_user):
 
 
 def test_staged_data_fits_its_bounded_staging(as_user):
-    """Place data is staged on the intermediate root, which is sized by
-    what the operations carry: 5 MiB of files are placed whole."""
+    """Place data is staged on the intermediate root, and File data is
+    written into the new root or /dev: each is sized by what the
+    operations carry, so 5 MiB of files are placed whole."""
     def body():
         data = [bytes([i]) * (1 << 20) for i in range(5)]
         ops = sandbox.default_ops()
@@ -4676,6 +4677,10 @@ def test_staged_data_fits_its_bounded_staging(as_user):
         out = run_ok(["/bin/sh", "-c", "cat /placed0 /placed1 /placed2 /placed3 /placed4 | sha256sum"],
                      ops=ops)
         assert out.split()[0] == hashlib.sha256(b"".join(data)).hexdigest()
+        # a file written into the new root itself: the root is sized by it
+        ops = sandbox.default_ops().file("/written", data[0]).file("/dev/written", data[1])
+        out = run_ok(["/bin/sh", "-c", "cat /written /dev/written | sha256sum"], ops=ops)
+        assert out.split()[0] == hashlib.sha256(data[0] + data[1]).hexdigest()
     as_user(body)
 
 
