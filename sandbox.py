@@ -9166,12 +9166,16 @@ def main(argv=None):
                 except OSError as err:
                     raise SandboxError("--seccomp-export %s: %s" % (_q(cl.export), err.strerror), err.errno)
             return 0
+        # From here on signals are forwarded (held until the container
+        # exists): one that came in between would be lost when this process
+        # started with it ignored (SIGINT in a shell's background job).
+        forward, held = _forward_signals(container)
         if cl.verbose:
             sys.stderr.write("sandbox: %s\n" % container)
             landlock = _landlock_verbose(container)
             for index, op in enumerate(container.ops):
                 sys.stderr.write("sandbox:   op %d: %s%s\n" % (index, op, landlock(op)))
-        return _run_command_line(container, cl)
+        return _run_command_line(container, cl, forward, held)
     except SandboxError as err:
         sys.stderr.write("sandbox: %s\n" % err)
         return getattr(err, "exit_status", None) or EXIT_SETUP
@@ -9179,7 +9183,10 @@ def main(argv=None):
         return 128 + signal.SIGINT
 
 
-def _run_command_line(container, cl):
+def _forward_signals(container):
+    """Forward SIGTERM, SIGHUP, SIGQUIT (and SIGINT without a terminal) to
+    the container's init; returns (the handler, the signals held until the
+    container exists)."""
     forwarded = [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT]
     if not container.flags & FAllowTTY:
         forwarded.append(signal.SIGINT)   # with a terminal, Ctrl-C reaches the command itself
@@ -9199,6 +9206,10 @@ def _run_command_line(container, cl):
         signal.signal(sig, forward)
     if container.flags & FAllowTTY:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return forward, held
+
+
+def _run_command_line(container, cl, forward, held):
     container._want_namespaces = cl.info_fd is not None or cl.json_status_fd is not None
     try:
         container.start()

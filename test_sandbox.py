@@ -4771,6 +4771,29 @@ def test_the_callers_stdout_closed(cli):
     assert cp.returncode in (0, 1, 2)
 
 
+def test_sigint_ignored_by_the_callers_caller_is_still_forwarded(cli):
+    """A command line started with SIGINT ignored (a shell's background
+    job): its handlers are in place before -v says anything, so a SIGINT
+    from then on is forwarded, never lost while the sandbox runs on."""
+    def preexec():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if cli.preexec is not None:
+            cli.preexec()
+    marker = "20.%09d" % (time.monotonic_ns() % 10**9)
+    for _ in range(3):
+        proc = subprocess.Popen(cli.command + ["-v", "--", "/bin/sleep", marker],
+                                stderr=subprocess.PIPE, cwd="/", preexec_fn=preexec)
+        try:
+            assert proc.stderr.readline().startswith(b"sandbox: argv")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+            assert proc.returncode == 128 + signal.SIGINT and b"Traceback" not in err, err
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert_gone_soon(marker, "a sandbox survived a SIGINT to its caller")
+
+
 def test_signals_to_the_caller_during_setup_leave_nothing(cli):
     # The command is sleep itself (its unique duration is the marker): a
     # shell would be free to defer SIGINT until its child exits.
