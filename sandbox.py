@@ -3339,15 +3339,22 @@ class Overlay(Op):
     def _host_facts(self):
         return tuple(self._layers)
 
+    def _staged_bytes(self):
+        return 0 if self.upper == "tmp" else None     # the hidden directory
+
     def apply(self, state):
         target = _resolve_in_root(_SYSROOT, self.target)
         _mount_point_dir(target, state.parent_mode(0), self)
         layers = list(self._layers)
         options, flags = "", MS_NOSUID | MS_NODEV
         if self.upper == "tmp":
-            # On the intermediate root: out of the command's reach.
+            # On the intermediate root: out of the command's reach; a tmpfs
+            # of its own with the default bound (what is written is kept).
             hidden = "/.overlay%d" % state.index
-            for name in ("", "/upper", "/work"):
+            os.mkdir(hidden, 0o755)
+            _mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV,
+                   "mode=0755," + _tmpfs_bounds(0), str(self))
+            for name in ("/upper", "/work"):
                 os.mkdir(hidden + name, 0o755)
             options = "upperdir=%s/upper,workdir=%s/work," % (hidden, hidden)
         elif self.upper is not None:
