@@ -5599,8 +5599,7 @@ def _clone(flags):
     the child must not run this process's Python signal handlers before it
     has reset them, and what arrives meanwhile stays pending for it."""
     global _clone_parent
-    if flags:       # an init (a worker, a bare clone, needs no check)
-        _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
+    _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
     saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
     pid = _libc.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
     if pid != 0:
