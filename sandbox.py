@@ -9215,7 +9215,9 @@ def _forward_signals(container):
     return forward, held
 
 
-def _run_command_line(container, cl, forward, held):
+def _run_command_line(container, cl, forward=None, held=None):
+    if forward is None:
+        forward, held = _forward_signals(container)
     container._want_namespaces = cl.info_fd is not None or cl.json_status_fd is not None
     try:
         container.start()
