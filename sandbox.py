@@ -5200,6 +5200,10 @@ def _init_process(key, keep, cgroup, bwrap=None, outside=False):
         _check(_libc.unshare(CLONE_NEWCGROUP), "cgroup namespace")
     if outside:
         _become_mapped(key)     # (after joining the cgroup: as host root)
+        if bwrap is None or bwrap["die_with_parent"]:
+            # A change of ids clears the parent-death signal: set it again.
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+            _check_parent_alive()
 
 
 def _close_cloexec_fds(keep):
