@@ -2995,13 +2995,17 @@ def test_bubblewrap_defaults_namespaces_ids_directory_and_fds(as_user):
     def body():
         keep = os.open("/dev/null", os.O_RDONLY)
         os.set_inheritable(keep, True)                # inherited: passed through
+        old = os.getcwd()
+        os.chdir("/usr")      # not under /tmp, which bwrap_run hides (a checkout may be there)
         try:
             status, out = bwrap_run(
                 "id -u; id -g; readlink /proc/self/ns/user /proc/self/ns/net /proc/self/ns/pid"
                 " /proc/self/ns/mnt; pwd; echo $PWD; test -e /proc/self/fd/%d && echo fd;"
                 " grep -c . /proc/self/uid_map; grep Seccomp: /proc/self/status" % keep)
+            cwd = os.getcwd()
         finally:
             os.close(keep)
+            os.chdir(old)
         assert status == 0
         lines = out.split("\n")
         assert lines[:2] == [str(os.getuid()), str(os.getgid())]
@@ -3009,7 +3013,7 @@ def test_bubblewrap_defaults_namespaces_ids_directory_and_fds(as_user):
         # A user namespace only for a non-root caller; no other but the mount one.
         assert (lines[2] == host[0]) == (os.getuid() == 0)
         assert lines[3:5] == host[1:3] and lines[5] != host[3]
-        assert lines[6:9] == [os.getcwd(), os.getcwd(), "fd"]     # the caller's directory
+        assert lines[6:9] == [cwd, cwd, "fd"]     # the caller's directory
         assert lines[10].split() == ["Seccomp:", "0"]
         status, out = bwrap_run("readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts;"
                                 " echo $$", namespaces={"net", "ipc", "uts", "pid"})
