@@ -244,6 +244,13 @@ def _proc_int(path, fallback):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+# clone() goes through a binding that keeps the GIL across the call, and a
+# process with other threads (a caller that clones itself: bubblewrap's
+# personality, check()) goes through the interpreter's own fork protocol
+# around it: otherwise another thread could hold the GIL, or its internal
+# lock, at the instant of the clone, and the child would wait for it forever.
+_libc_with_gil = ctypes.PyDLL(None, use_errno=True)
+_libc_with_gil.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_void_p)
 _libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
@@ -5605,7 +5612,15 @@ def _clone(flags):
     global _clone_parent
     _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
     saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
-    pid = _libc.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
+    threaded = threading.active_count() > 1
+    if threaded:
+        ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc_with_gil.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
+    if threaded:
+        if pid == 0:
+            ctypes.pythonapi.PyOS_AfterFork_Child()
+        else:
+            ctypes.pythonapi.PyOS_AfterFork_Parent()
     if pid != 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, saved)
     return pid

@@ -5752,3 +5752,37 @@ def test_a_seccomp_filter_refusing_namespaces_is_named(drop):
         with pytest.raises(sandbox.SandboxError, match=r"seccomp filter.*sandbox\.py --check"):
             sandbox.run(["/bin/true"])
     _run_forked(body, drop)
+
+
+THREADED_CLONES = r"""
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import sandbox
+stop = []
+def spin():
+    while not stop:
+        sum(range(1000))
+threads = [threading.Thread(target=spin) for _ in range(3)]
+for t in threads:
+    t.start()
+try:
+    for i in range(100):
+        c = sandbox.Container("/bin/true", ops=sandbox.Ops().bind("/", "/", 0).tmpfs("/tmp"))
+        c.hardened, c.uid, c.gid, c.dir, c.env = False, None, None, None, {"PATH": "/usr/bin:/bin"}
+        c.start()
+        c.serve()
+        assert c.wait(timeout=20) == 0, i
+        c.close()
+    print("ok")
+finally:
+    stop.append(1)
+"""
+
+
+def test_a_caller_with_busy_threads_clones_itself_safely():
+    """bubblewrap's personality clones the caller itself: with other
+    threads running Python, the child must not inherit a GIL (or its lock)
+    held by one of them, or it waits forever."""
+    cp = subprocess.run([sys.executable, "-c", THREADED_CLONES, HERE], capture_output=True,
+                        timeout=120, cwd="/")
+    assert cp.returncode == 0 and cp.stdout == b"ok\n", cp
