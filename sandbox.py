@@ -5778,9 +5778,7 @@ def _memfd_holding(data, name="sandbox-data"):
     travel inline over a SOCK_SEQPACKET socket (the user's seccomp
     programs, large requests and spawn messages)."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    _write_all(fd, data)
     return fd
 
 
