@@ -5189,7 +5189,10 @@ def _init_process(key, keep, cgroup, bwrap=None, outside=False):
         bwrap["proc_fd"] = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     if not flags & FAllowTTY:
         os.setsid()
-    _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
+    if bwrap is None or bwrap["userns_block_fd"] is None:
+        _prctl(PR_SET_DUMPABLE, 0, what="init: not dumpable")
+    # (else dumpable, as bubblewrap's child is: its /proc/PID/uid_map is
+    # the caller's uid's to open, and the maps are written from outside)
     if bwrap is None:
         _drop_bounding_set(_proc_int("/proc/sys/kernel/cap_last_cap", 40))
     if cgroup is not None:
@@ -5234,7 +5237,8 @@ def _init_namespaces(key, bwrap=None, outside=False):
     With bubblewrap's defaults, ids are mapped only in a user namespace of
     its own and lo brought up only in a network namespace of its own."""
     uid, gid, host_uid, host_gid, flags = key[:5]
-    if (bwrap is None or bwrap["clone"] & CLONE_NEWUSER) and not outside:
+    if (bwrap is None or bwrap["clone"] & CLONE_NEWUSER and bwrap["userns_block_fd"] is None) \
+            and not outside:
         try:
             _map_identity(uid, gid, host_uid, host_gid)
         except SandboxError as err:     # a namespace without capabilities (AppArmor)
@@ -5425,6 +5429,20 @@ def _init_serve(worker, from_worker, filter_program, bwrap=None):
     os._exit(status)
 
 
+def _await_id_maps(cfg, chan, fd):
+    """userns_block_fd: the worker reports the namespaces (the command line
+    writes --info-fd: the pid whose maps are to be written), then waits for
+    a byte or EOF on fd, as bubblewrap's parent does before it lets its
+    child go on; meanwhile another process writes the maps."""
+    _send(chan, "namespaces", _own_namespaces())
+    cfg["report_namespaces"] = False
+    try:
+        os.read(fd, 1)
+    except OSError:
+        pass            # bubblewrap ignores it too: setup then fails unmapped
+    os.close(fd)
+
+
 def _fork_worker(stdio, extras):
     """Fork PID 1's worker; returns (worker pid, PID 1's end of their
     socket) in PID 1 and (0, the worker's end) in the worker."""
@@ -5448,12 +5466,16 @@ def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
     try:
         key = _shell_key(cfg, cgroup)
         keep = [chan] + list(stdio) + list(extras) + list(cgroup or ()) + list(trees)
+        if bwrap is not None:
+            keep.append(bwrap["userns_block_fd"])
         _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap, outside)
         worker, link = _fork_worker(stdio, list(extras) + list(trees))
     except BaseException as err:
         _report_setup_failure(chan, err)
     if worker == 0:
         try:
+            if bwrap is not None and bwrap["userns_block_fd"] is not None:
+                _await_id_maps(cfg, chan, bwrap["userns_block_fd"])
             _init_namespaces(key, bwrap, outside)
         except BaseException as err:
             _report_setup_failure(chan, err)
@@ -6645,6 +6667,12 @@ class Container:
         self.die_with_parent = False
         self.as_pid_1 = False
         self.userns_fd = self.userns2_fd = self.pidns_fd = None
+        # userns_block_fd: the new user namespace gets no id maps from the
+        # sandbox; once it exists (pid and namespace ids known: the command
+        # line has written --info-fd) its setup waits for a byte (or EOF)
+        # on this fd, while another process writes /proc/PID/uid_map and
+        # gid_map (bubblewrap's --userns-block-fd).
+        self.userns_block_fd = None
         self.disable_userns = self.assert_userns_disabled = False
         # bubblewrap's options (issue 11): the command's argv[0] (the path
         # run is still args[0] or path); paths inside on which PID 1 holds a
@@ -6793,7 +6821,12 @@ class Container:
             raise SandboxError("as_pid_1: needs a new PID namespace", errno.EINVAL)
         if self.pidns_fd is not None and "pid" in self.namespaces:
             raise SandboxError("pidns_fd: not with a new PID namespace", errno.EOPNOTSUPP)
-        for name in ("userns_fd", "userns2_fd", "pidns_fd"):
+        if self.userns_block_fd is not None and "user" not in self.namespaces:
+            raise SandboxError("userns_block_fd: needs a new user namespace", errno.EINVAL)
+        if self.userns_block_fd is not None and self.disable_userns:
+            raise SandboxError("userns_block_fd: not with disable_userns (the maps are "
+                               "written from outside)", errno.EINVAL)
+        for name in ("userns_fd", "userns2_fd", "pidns_fd", "userns_block_fd"):
             if getattr(self, name) is not None:
                 setattr(self, name, _fd_of(getattr(self, name), name))
         self._local = True      # fds inherited, namespaces joined: from this process
@@ -6824,11 +6857,15 @@ class Container:
                                                 or self.sync_fd is not None),
             "userns_fd": self.userns_fd, "userns2_fd": self.userns2_fd,
             "pidns_fd": self.pidns_fd, "disable_userns": bool(self.disable_userns),
+            "userns_block_fd": self.userns_block_fd,
             "assert_userns_disabled": bool(self.assert_userns_disabled),
             "old_cwd": old_cwd, "proc_fd": None, "own_caps": _capabilities()[0],
         }
 
     def _check_bubblewrap_fields(self):
+        if self.hardened and self.userns_block_fd is not None:
+            raise SandboxError("userns_block_fd: only with bubblewrap's defaults (hardened "
+                               "False); a hardened sandbox maps its ids itself", errno.EINVAL)
         if self.argv0 is not None and (not isinstance(self.argv0, str) or "\0" in self.argv0):
             raise _typed_error(ValueError, "argv0: invalid %r" % (self.argv0,))
         if isinstance(self.lock_files, (str, bytes)) or not all(
@@ -8307,6 +8344,9 @@ class _CommandLine:
         self.env = dict(os.environ)
         self.chdir = None
         self.unshare = set()       # namespaces asked for: "user", "pid", ...
+        # --unshare-user itself (not -try, not --unshare-all): what
+        # bubblewrap's checks of --userns-block-fd and --disable-userns want
+        self.unshare_user = False
         self.share_net = False     # hardened: FAllowNet
         self.die_with_parent = False
         self.new_session = False
@@ -8493,6 +8533,8 @@ def _unshare(*namespaces):
 def _unshare_named(cl, option):
     """--unshare-X and --unshare-X-try: namespace X."""
     cl.unshare.add(option[len("--unshare-"):].replace("-try", ""))
+    if option == "--unshare-user":
+        cl.unshare_user = True
 
 
 _BIND_FLAGS = {
@@ -8921,6 +8963,9 @@ _OPTIONS = [
             last=True),
     _Option("--block-fd", "FD", _field("block_fd", _fd), "read a byte from FD before the "
             "command starts", last=True),
+    _Option("--userns-block-fd", "FD", _field("userns_block_fd", _fd),
+            "write no uid/gid maps: another process writes them while setup waits for a "
+            "byte on FD (needs --unshare-user and --info-fd)", where=BWRAP, last=True),
     _Option("--args", "FD", _args_file, "read more options from FD, NUL-separated"),
     _Option(("-v", "--verbose"), "", _set("verbose", True), "say what is being run",
             where=HARDENED),
@@ -9324,6 +9369,15 @@ def _bwrap_main(program, argv):
     if cl.die_with_parent:
         # The whole tree dies with whatever started it: this process first.
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
+    # bubblewrap's child closes these (the sandbox keeps inherited fds, a
+    # reader of --info-fd would wait for EOF until the sandbox ended): here
+    # they are close-on-exec, which its init closes.
+    for fd in (cl.info_fd, cl.json_status_fd):
+        try:
+            if fd is not None:
+                os.set_inheritable(fd, False)
+        except OSError:
+            pass        # not open: writing to it says so
     try:
         return _run_command_line(container, cl)
     except SandboxError as err:
@@ -9344,12 +9398,22 @@ def _bwrap_container(cl):
     names = set(cl.unshare)
     if cl.share_net:
         names.discard("net")
+    # bubblewrap's checks, in its order, before a non-root caller's user
+    # namespace is implied: they want --unshare-user itself.
+    block = fields.get("userns_block_fd") is not None
+    if block and not cl.unshare_user:
+        raise _UsageError("--userns-block-fd requires --unshare-user")
+    if block and cl.info_fd is None:
+        raise _UsageError("--userns-block-fd requires --info-fd")
     if fields.get("userns_fd") is not None and "user" in names:
-        raise _UsageError("--userns not compatible --unshare-user")
+        raise _UsageError("--userns not compatible --unshare-user%s"
+                          % ("" if cl.unshare_user else "-try"))
+    if fields.get("disable_userns") and not cl.unshare_user:
+        raise _UsageError("--disable-userns requires --unshare-user")
+    if fields.get("disable_userns") and block:
+        raise _UsageError("--disable-userns is not compatible with  --userns-block-fd")
     root = os.getuid() == 0
     in_userns = "user" in names or (not root and fields.get("userns_fd") is None)
-    if fields.get("disable_userns") and not in_userns:
-        raise _UsageError("--disable-userns requires --unshare-user")
     for name, option in (("uid", "--uid"), ("gid", "--gid")):
         own = os.getuid() if name == "uid" else os.getgid()
         if fields.get(name, own) != own and not in_userns and fields.get("userns_fd") is None:

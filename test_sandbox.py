@@ -4223,9 +4223,90 @@ def test_bwrap_disable_userns(bwrap):
     cp = bwrap("--assert-userns-disabled", "--ro-bind", "/", "/", "true")
     assert (cp.returncode, cp.stderr) == (
         1, b"bwrap: creation of new user namespaces was not disabled as requested\n")
-    if os.geteuid() == 0 and bwrap.preexec is None:
-        cp = bwrap("--disable-userns", "--ro-bind", "/", "/", "true")
+    # --unshare-user itself, as bubblewrap checks it before a non-root
+    # caller's user namespace is implied (--unshare-all's is a "-try").
+    for extra in ((), ("--unshare-all",)):
+        cp = bwrap(*(extra + ("--disable-userns", "--ro-bind", "/", "/", "true")))
         assert cp.stderr == b"bwrap: --disable-userns requires --unshare-user\n"
+
+
+def _read_to_eof(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
+    """--userns-block-fd: the sandbox writes no maps; once --info-fd says
+    the pid, a process outside (of the caller's uid) writes them while
+    setup waits for a byte; the command then has the ids they give."""
+    for extra in (("--unshare-pid", "--proc", "/proc"), ()):
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        proc = subprocess.Popen(
+            [bwrap.path, "--unshare-user", "--info-fd", str(info_w), "--userns-block-fd",
+             str(block_r), "--ro-bind", "/", "/"] + list(extra) + [
+             "sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map"],
+            pass_fds=(info_w, block_r), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=bwrap.preexec, env=bwrap.env, cwd="/")
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            info = json.loads(_read_to_eof(info_r))     # EOF: the sandbox holds no copy
+            pid = info["child-pid"]
+            # Nothing mapped yet: setup waits.
+            with open("/proc/%d/uid_map" % pid) as f:
+                assert f.read() == ""
+            host_uid, host_gid = (NOBODY, NOBODY) if bwrap.preexec else (os.getuid(), os.getgid())
+            writer = subprocess.run(
+                ["/bin/sh", "-c", "echo '4321 %d 1' > /proc/%d/uid_map && echo deny > "
+                 "/proc/%d/setgroups && echo '4322 %d 1' > /proc/%d/gid_map"
+                 % (host_uid, pid, pid, host_gid, pid)],
+                preexec_fn=bwrap.preexec, capture_output=True, env=ENV)
+            assert writer.returncode == 0, writer.stderr
+            os.write(block_w, b"x")
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            _close_all_fds(info_r, block_w)
+        assert proc.returncode == 0, err
+        lines = out.decode().split("\n")
+        assert lines[:2] == ["4321", "4322"]
+        assert lines[2].split() == ["4321", str(host_uid), "1"]
+        assert lines[3].split() == ["4322", str(host_gid), "1"]
+    # bubblewrap's checks and words: --unshare-user itself, and --info-fd.
+    for args, message in (
+            (("--userns-block-fd", "0", "--info-fd", "1"),
+             "--userns-block-fd requires --unshare-user"),
+            (("--unshare-all", "--userns-block-fd", "0", "--info-fd", "1"),
+             "--userns-block-fd requires --unshare-user"),
+            (("--unshare-user", "--userns-block-fd", "0"), "--userns-block-fd requires --info-fd"),
+            (("--unshare-user", "--disable-userns", "--userns-block-fd", "0", "--info-fd", "1"),
+             "--disable-userns is not compatible with  --userns-block-fd"),
+            (("--userns-block-fd", "x"), "Invalid fd: x"),
+            (("--unshare-all", "--userns", "0"), "--userns not compatible --unshare-user-try")):
+        cp = bwrap(*(args + ("--ro-bind", "/", "/", "true")))
+        assert (cp.returncode, cp.stderr) == (1, b"bwrap: %s\n" % message.encode())
+    # The hardened personality maps its ids itself: no such option.
+    cp = subprocess.run([sys.executable, SANDBOX_PY, "--userns-block-fd", "0", "true"],
+                        capture_output=True)
+    assert cp.returncode == 2 and b"Unknown option --userns-block-fd" in cp.stderr
+
+
+def test_userns_block_fd_is_a_field_of_bubblewraps_defaults_only():
+    c = sandbox.Container("/bin/true", ops=sandbox.default_ops())
+    c.userns_block_fd = 0
+    with pytest.raises(sandbox.SandboxError, match="only with bubblewrap's defaults"):
+        c.start()
+    c = sandbox.Container("/bin/true", ops=sandbox.default_ops())
+    c.hardened, c.userns_block_fd = False, 0
+    with pytest.raises(sandbox.SandboxError, match="needs a new user namespace"):
+        c.start()
 
 
 def test_bwrap_die_with_parent_takes_the_tree_down(bwrap):
