@@ -5133,26 +5133,76 @@ def test_spares_build_default_ops_ahead_only_while_requests_want_them():
         pytest.skip("reading a spare's mount table needs root")
 
     def body():
-        def next_spare_builds_ahead():
+        def spares_build_ahead():
+            """Whether each of the spares, once all are ready, built the
+            root ahead (a list, oldest spare first)."""
             helper = sandbox._Helper.current()
             pid = helper.pid
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 workers = _spare_workers(pid)
-                if len(workers) == 1:        # the spare, ready
-                    text, = workers.values()
-                    return any(e.mountpoint == "/sysroot/usr" for e in sandbox.parse_mountinfo(text))
+                if len(workers) == sandbox._SPARES:        # all ready
+                    return [any(e.mountpoint == "/sysroot/usr"
+                                for e in sandbox.parse_mountinfo(workers[worker]))
+                            for worker in sorted(workers)]
                 time.sleep(0.02)
-            raise AssertionError("no spare came: %r" % workers)
+            raise AssertionError("the spares did not come: %r" % workers)
+        custom = sandbox.default_ops().mkdir("/tmp/x")
         sandbox.run(["/bin/true"])
-        assert next_spare_builds_ahead()
-        sandbox.run(["/bin/true"], ops=sandbox.default_ops().mkdir("/tmp/x"))
-        assert not next_spare_builds_ahead()
-        sandbox.run(["/bin/true"], ops=sandbox.default_ops().mkdir("/tmp/x"))
-        assert not next_spare_builds_ahead()
+        assert spares_build_ahead() == [True] * sandbox._SPARES
+        # Each request takes the oldest spare; the one made after it builds
+        # what that request wanted.
+        for made in range(1, sandbox._SPARES + 2):
+            sandbox.run(["/bin/true"], ops=custom)
+            kept = max(sandbox._SPARES - made, 0)
+            assert spares_build_ahead() == [True] * kept + [False] * (sandbox._SPARES - kept)
         sandbox.run(["/bin/true"])
-        assert next_spare_builds_ahead()
+        assert spares_build_ahead() == [False] * (sandbox._SPARES - 1) + [True]
+        for _ in range(sandbox._SPARES):
+            sandbox.run(["/bin/true"])
+        assert spares_build_ahead() == [True] * sandbox._SPARES
     _run_forked(body, drop=False)
+
+
+def _spares_ready():
+    """Wait until all the helper's spares are ready."""
+    pid = sandbox._Helper.current().pid
+    deadline = time.monotonic() + 10
+    while len(_spare_workers(pid)) != sandbox._SPARES:
+        assert time.monotonic() < deadline, "the spares did not come"
+        time.sleep(0.02)
+
+
+def test_spares_never_show_an_old_view_of_the_hosts_mounts():
+    """Each spare holds a copy of the host's mount table made when it was
+    cloned: every one made before a host mount is replaced before the
+    next request (mountinfo polls POLLPRI), whichever spare it takes."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting on the host needs root")
+    directory = tempfile.mkdtemp(prefix="sandbox-fresh-")
+    os.chmod(directory, 0o755)      # reached by the sandbox's ids: bound by path, by the spare
+    with open(os.path.join(directory, "marker"), "w") as f:
+        f.write("host\n")
+    ops = sandbox.default_ops().bind(directory, "/data")
+
+    def marker():
+        return sandbox.run(["/bin/cat", "/data/marker"], ops=ops, capture_output=True).stdout
+
+    mounted = 0
+    try:
+        assert marker() == b"host\n"
+        for round in range(sandbox._SPARES + 1):
+            _spares_ready()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "fresh%d" % round,
+                            directory], check=True)
+            mounted += 1
+            with open(os.path.join(directory, "marker"), "w") as f:
+                f.write("mount %d\n" % round)
+            assert marker() == b"mount %d\n" % round
+    finally:
+        for _ in range(mounted):
+            subprocess.run(["umount", directory], check=True)
+        shutil.rmtree(directory)
 
 
 def test_a_root_built_ahead_is_rebuilt_when_the_host_changed():
