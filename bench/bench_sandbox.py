@@ -64,14 +64,19 @@ def median_ms(values):
     return "%.2f ms" % (statistics.median(values) * 1000)
 
 
-def interleaved(ours, theirs, rounds=ROUNDS):
-    """Time ours() and theirs() alternately; (our times, their times, ratios)."""
+def interleaved(ours, theirs, rounds=ROUNDS, pause=0.0):
+    """Time ours() and theirs() alternately, each after `pause` seconds of
+    sleep when given; (our times, their times, ratios)."""
     a, b, ratios = [], [], []
     for _ in range(rounds):
+        if pause:
+            time.sleep(pause)
         start = time.perf_counter()
         ours()
         a.append(time.perf_counter() - start)
         if theirs is not None:
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             theirs()
             b.append(time.perf_counter() - start)
@@ -139,16 +144,22 @@ def bench_seccomp():
 
 # -- start-up ----------------------------------------------------------------
 
+# The pause before each timed run of the paced rows (both sides): a caller
+# that does not start sandboxes back to back, with spares ready.
+PAUSE = 0.03
+
+
 def bench_library():
     ops = sandbox.default_ops()
     sandbox.run(["/bin/true"], ops=ops)        # the helper starts once
     ours = lambda: sandbox.run(["/bin/true"], ops=ops)
     theirs = (lambda: subprocess.run(bwrap_args(["/bin/true"]))) if BWRAP else None
-    a, b, ratios = interleaved(ours, theirs)
-    row("start", "library: run(['/bin/true'], default_ops())", median_ms(a),
-        median_ms(b) if b else "absent", ratio_text(ratios), "target <= 1.0x")
+    a, b, ratios = interleaved(ours, theirs, pause=PAUSE)
+    row("start", "library: run(['/bin/true'], default_ops()), paced", median_ms(a),
+        median_ms(b) if b else "absent", ratio_text(ratios),
+        "target <= 0.5x; %d ms pause before each run, both sides" % (PAUSE * 1000))
     ours = lambda: sandbox.run(["/bin/true"], ops=ops, timeout=60)
-    a, b, ratios = interleaved(ours, theirs)
+    a, b, ratios = interleaved(ours, theirs, pause=PAUSE)
     row("start", "library: the same with timeout=60", median_ms(a),
         median_ms(b) if b else "absent", ratio_text(ratios), "same cost expected")
     # Landlock is on by default: what it adds to a start, paired with "off"
@@ -198,17 +209,19 @@ def bench_library():
             "cost %+.3f ms (median paired difference); memory: %s" % (
                 statistics.median(sorted(x - y for x, y in pairs)) * 1000,
                 report.memory_limit_kind or "-"))
-    # Runs with no pause between them, in blocks of 30 of each.
+    # Runs with no pause between them, in blocks of 30 of each (the ratio:
+    # the median of the blocks' ratios of medians).
     ours = lambda: sandbox.run(["/bin/true"], ops=ops)
-    a, b = [], []
-    for _ in range(max(1, ROUNDS // 30)):
-        a += interleaved(ours, None, 30)[0]
+    a, b, ratios = [], [], []
+    for _ in range(max(3, ROUNDS // 30)):
+        block = interleaved(ours, None, 30)[0]
+        a += block
         if theirs is not None:
-            b += interleaved(theirs, None, 30)[0]
+            their_block = interleaved(theirs, None, 30)[0]
+            b += their_block
+            ratios.append(statistics.median(block) / statistics.median(their_block))
     row("start", "library: back to back, no pause between runs", median_ms(a),
-        median_ms(b) if b else "absent",
-        "%.2fx" % (statistics.median(a) / statistics.median(b)) if b else "",
-        "not a target; the next spare is still being made")
+        median_ms(b) if b else "absent", ratio_text(ratios), "target <= 1.0x")
 
 
 def bench_command_line():
@@ -415,7 +428,24 @@ def bench_memory(count=16):
 
 # -- concurrency and scale ---------------------------------------------------
 
+def threads_wall(run_one, threads=8, each=8):
+    """Wall time of `threads` threads each calling run_one() `each` times."""
+    def worker():
+        for _ in range(each):
+            run_one()
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return time.perf_counter() - started
+
+
 def bench_concurrency():
+    """64 sandboxes from 8 threads, against 8 threads each running bwrap 8
+    times with subprocess.run: rounds of each, interleaved, after a pause
+    (spares ready; bubblewrap's side the same)."""
     sandbox.run(["/bin/true"])
     fds = open_fds()
     with open("/proc/self/mountinfo") as f:
@@ -423,28 +453,26 @@ def bench_concurrency():
     children = direct_children()
     failures = []
 
-    def worker():
-        for _ in range(8):
-            try:
-                if sandbox.run(["/bin/true"]).returncode != 0:
-                    failures.append("status")
-            except Exception as err:
-                failures.append(repr(err))
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    took = time.perf_counter() - start
+    def ours():
+        try:
+            if sandbox.run(["/bin/true"]).returncode != 0:
+                failures.append("status")
+        except Exception as err:
+            failures.append(repr(err))
+    theirs = (lambda: subprocess.run(bwrap_args(["/bin/true"]))) if BWRAP else None
+    a, b, ratios = interleaved(lambda: threads_wall(ours),
+                               (lambda: threads_wall(theirs)) if theirs else None,
+                               5 if QUICK else 15, pause=0.2)
     after_fds = open_fds()
     with open("/proc/self/mountinfo") as f:
         changed = [name for name, same in (("fds %s -> %s" % (fds, after_fds), after_fds == fds),
                                            ("mounts", f.read() == mounts),
                                            ("children", direct_children() == children)) if not same]
-    row("threads", "64 sandboxes from 8 threads", "%.0f ms, %d failed" % (took * 1000, len(failures)),
-        "", "", "changed afterwards: %s" % (", ".join(changed) or "nothing (fds, children, mounts)"))
+    row("threads", "64 sandboxes from 8 threads (wall)",
+        "%s, %d failed" % (median_ms(a), len(failures)),
+        median_ms(b) if b else "absent", ratio_text(ratios),
+        "target <= 1.0x; changed afterwards: %s" % (
+            ", ".join(changed) or "nothing (fds, children, mounts)"))
 
 
 def least_squares_slope(points):
