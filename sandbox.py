@@ -5480,8 +5480,24 @@ def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
         except BaseException as err:
             _report_setup_failure(chan, err)
         _set_up(cfg, chan, stdio, extras, link, trees=trees)
+    filter_program = cfg["filter"]
+    if cfg["filter_follows"]:
+        filter_program = _filter_from_caller(chan)
     os.close(chan)
-    _init_serve(worker, link, cfg["filter"], bwrap)
+    _init_serve(worker, link, filter_program, bwrap)
+
+
+def _filter_from_caller(chan):
+    """The seccomp program the command line's process compiles while this
+    init and its worker set up (see Container._request); nothing (the
+    caller failed or died): exit."""
+    try:
+        message = os.read(chan, _INLINE_LIMIT + 1)
+    except OSError as err:
+        _report_setup_failure(chan, err)
+    if not message.startswith(b"F"):
+        os._exit(_SETUP_FAILED)
+    return message[1:]
 
 
 def _spare_main(key, sock, filter_program, build_ahead, outside):
@@ -5743,6 +5759,7 @@ def _launch_joined(cfg, chan, stdio, extras):
 
 _MAX_FDS = 250
 _INLINE_LIMIT = 32768
+_BPF_MAXINSNS = 4096        # the kernel's limit on a seccomp program (8 bytes each)
 # Spares the helper keeps ready.  With two, a request takes one while the
 # other stays ready, and the one taken is replaced once its container has
 # ended (or has run _SPARE_DEFER_SECONDS): making a spare (a clone with new
@@ -6980,7 +6997,12 @@ class Container:
             "held_fds": [name for name, _ in self._held_fds()],
             "dir_fallbacks": self._dir_fallbacks,
             "report_namespaces": self._want_namespaces,
-            "filter": _compiled_filter(seccomp, HOST_ARCH, self._filter_rules()),
+            # The command line clones first and compiles while the sandbox
+            # sets up (its init waits for the program only once its worker
+            # runs): ~1 ms less to wait for (issue 15).
+            "filter": None if self._filter_follows() else
+            _compiled_filter(seccomp, HOST_ARCH, self._filter_rules()),
+            "filter_follows": self._filter_follows(),
             "user_seccomp": int(bool(self._filter_rules())),
             "bwrap": None,
         }
@@ -7031,6 +7053,8 @@ class Container:
                 cfg["trees"], trees = _open_bind_trees(self.ops, cfg, self._local)
             if self._local:
                 self.pid = _launch(cfg, child_end.fileno(), stdio, extras, cgroup, trees)
+                if cfg["filter_follows"]:
+                    self._send_filter(cfg)
             else:
                 self._submit(cfg, child_end.fileno(), stdio, extras, cgroup, trees)
         except BaseException:
@@ -7039,6 +7063,22 @@ class Container:
         finally:
             child_end.close()
             _close_all(trees)
+
+    def _filter_follows(self):
+        return self._local and self.hardened
+
+    def _send_filter(self, cfg):
+        """The command line's filter, compiled once init exists (init
+        reads it from the channel before it confines itself)."""
+        try:
+            program = _compiled_filter(cfg["seccomp"], HOST_ARCH, self._filter_rules())
+            if len(program) > 8 * _BPF_MAXINSNS:     # (nor could init read it whole)
+                raise SandboxError("seccomp: the filter has %d instructions, more than the "
+                                   "kernel's %d" % (len(program) // 8, _BPF_MAXINSNS), errno.EINVAL)
+            self._chan.send(b"F" + program)
+        except BaseException:
+            os.kill(self.pid, signal.SIGKILL)
+            raise
 
     def _setup_step(self, message):
         """One message while serve() waits for the command to start: True

@@ -3220,6 +3220,9 @@ def test_cli_runs_a_command_in_the_default_sandbox(cli):
     assert cp.stdout == b"hi\n" and cp.returncode == 0
     cp = cli("sh", "-c", "touch /usr/x")
     assert cp.returncode == 1 and b"Read-only" in cp.stderr
+    # The filter (compiled while the sandbox sets up) is the command's.
+    cp = cli("--", "grep", "Seccomp:", "/proc/self/status")
+    assert cp.stdout.split() == [b"Seccomp:", b"2"], cp
 
 
 def lock_is_held(path):
