@@ -5911,6 +5911,9 @@ class _HelperServer:
         self.starting = {}    # chan fd -> when its container, set up from a spare, no longer
                               # holds back the next spare (or until its init exits)
         self.spare_made_at = 0.0
+        self.making = None    # [socket, stale] of the spare the template is cloning
+        self.unknown = set()  # pids reaped meanwhile that were none of ours (yet)
+        self.waiting = []     # a request that waits for that spare
         self.template = None  # (pid, socket) of the process that clones spares
         self.setting_up = {}  # fd -> socket of spares given a request, until set up
         self.spares_work = True
@@ -5954,6 +5957,8 @@ class _HelperServer:
                         self.on_children()
                     elif fd in self.setting_up:
                         self.on_set_up(fd)
+                    elif self.template is not None and fd == self.template[1].fileno():
+                        self.on_spare_made()
                     elif self.running.get(fd) is not None:
                         self.on_channel(fd)
                 except SandboxError:
@@ -5980,7 +5985,8 @@ class _HelperServer:
     def refill_timeout(self):
         """How long the loop may wait before refill() may make a spare
         (milliseconds for poll; None: until something happens)."""
-        if not self.spares_work or self.setting_up or len(self.spares) >= _SPARES:
+        if (not self.spares_work or self.setting_up or self.making is not None
+                or len(self.spares) >= _SPARES):
             return None
         if not self.spares:
             return 0
@@ -5991,7 +5997,8 @@ class _HelperServer:
         """Make the next spare when one is missing: at once when none is
         ready, else once the containers lately set up from one have ended
         or run a while, and the spare made last has had time to build."""
-        if not self.spares_work or self.setting_up or len(self.spares) >= _SPARES:
+        if (not self.spares_work or self.setting_up or self.making is not None
+                or len(self.spares) >= _SPARES):
             return
         now = time.monotonic()
         for chan, until in list(self.starting.items()):
@@ -6002,29 +6009,76 @@ class _HelperServer:
         self.make_spare()
 
     def make_spare(self):
-        if not self.spares_work or len(self.spares) >= _SPARES:
+        """Ask the template for a spare; its pid comes later (on_spare_made):
+        the helper goes on serving requests and exits while it clones."""
+        if not self.spares_work or self.making is not None or len(self.spares) >= _SPARES:
             return
         self.spare_made_at = time.monotonic()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             _send_fds(self.template[1], b"spare+root" if self.build_ahead else b"spare",
                       [child_end.fileno()])
+        except OSError:
+            parent_end.close()
+            self.spares_work = False
+            return
+        finally:
+            child_end.close()
+        self.making = [parent_end, False]
+        self.poller.register(self.template[1], select.POLLIN)
+
+    def flush_waiting(self):
+        """The request that waited for the spare being cloned: to that spare
+        if it came, else cloned for itself."""
+        waiting, self.waiting = self.waiting, []
+        for payload, fds, key, quiet, chan in waiting:
+            spare = next((spare for spare in self.spares if spare[2] == key), None)
+            try:
+                self.dispatch(payload, fds, key, quiet, chan, spare)
+            except SandboxError:
+                pass
+
+    def on_spare_made(self):
+        """The template's answer: the new spare's pid (-1: clone failed)."""
+        self.poller.unregister(self.template[1])
+        sock, stale = self.making
+        self.making = None
+        try:
             pid = struct.unpack("q", self.template[1].recv(8))[0]
         except (OSError, struct.error):
             pid = -1
-        child_end.close()
-        if pid < 0:
-            parent_end.close()
+        # A spare that died before its pid came has been reaped: never
+        # signal that pid (it may be another process's by now).
+        died, self.unknown = pid in self.unknown, set()
+        if pid < 0 or died:
+            # (one that dies unused will not work next time either)
+            sock.close()
             self.spares_work = False
+        elif stale:         # cloned with a mount table older than the host's
+            sock.close()
+            os.kill(pid, signal.SIGKILL)
         else:
-            self.spares.append((pid, parent_end, self.spare_key))
+            self.spares.append((pid, sock, self.spare_key))
+        self.flush_waiting()
+
+    def forget_template(self):
+        if self.making is not None:
+            self.poller.unregister(self.template[1])
+            self.making[0].close()
+            self.making = None
+        self.template[1].close()
+        self.template = None
+        self.flush_waiting()
 
     def replace_spare(self):
-        """The host's mount table changed: every spare's copy of it is old."""
+        """The host's mount table changed: every spare's copy of it is old,
+        and so may be that of the one being cloned."""
         spares, self.spares = self.spares, []
         for pid, sock, _ in spares:
             sock.close()
             os.kill(pid, signal.SIGKILL)
+        if self.making is not None:
+            self.making[1] = True
         self.make_spare()
 
     def on_request(self):
@@ -6046,17 +6100,26 @@ class _HelperServer:
         except (struct.error, IndexError):
             _close_all(fds)
             raise SandboxError("helper: malformed request", errno.EINVAL)
+        spare = next((spare for spare in self.spares if spare[2] == key), None)
+        if spare is None and self.making is not None and not self.waiting and \
+                key == self.spare_key:
+            # The spare being cloned is ready sooner than a clone made now.
+            self.waiting.append((payload, fds, key, quiet, chan))
+            return
+        self.dispatch(payload, fds, key, quiet, chan, spare)
+
+    def dispatch(self, payload, fds, key, quiet, chan, spare):
+        """Hand the request to `spare` (None: clone its container now)."""
         try:
             pid = None
-            spare = next((spare for spare in self.spares if spare[2] == key), None)
             if spare is not None:
                 self.spares.remove(spare)
                 pid, sock, _ = spare
                 try:
                     _send_fds(sock, payload, fds)
-                    # Its worker closes the socket once set up: the next
-                    # spare is made then, not while the two would contend
-                    # for the kernel's mount and namespace locks.
+                    # Its worker says when it is set up (on_set_up): no
+                    # spare is made before, not to contend with it for the
+                    # kernel's mount and namespace locks.
                     self.setting_up[sock.fileno()] = sock
                     self.poller.register(sock, select.POLLIN)
                 except OSError:
@@ -6110,8 +6173,7 @@ class _HelperServer:
         self.retired, self.spares_work = True, False
         if self.template is not None:
             os.kill(self.template[0], signal.SIGKILL)
-            self.template[1].close()
-            self.template = None
+            self.forget_template()
         for pid, sock, _ in self.spares:
             os.kill(pid, signal.SIGKILL)
             sock.close()
@@ -6142,8 +6204,8 @@ class _HelperServer:
             if pid == 0:
                 return
             if self.template is not None and pid == self.template[0]:
-                self.template[1].close()
-                self.template, self.spares_work = None, False
+                self.forget_template()
+                self.spares_work = False
             for spare in self.spares:
                 if pid == spare[0]:
                     # A shell that dies unused will not work next time either:
@@ -6153,6 +6215,8 @@ class _HelperServer:
                     self.spares_work = False
                     break
             chan = self.by_pid.pop(pid, None)
+            if chan is None and self.making is not None:
+                self.unknown.add(pid)
             if chan is not None:
                 self.starting.pop(chan, None)
                 _send(chan, "exit", _wait_status(status))
