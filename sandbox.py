@@ -5729,52 +5729,93 @@ def _launch(cfg, chan, stdio, extras, cgroup, trees=()):
 def _launch_joined(cfg, chan, stdio, extras):
     """--userns/--pidns: a short-lived child joins those namespaces (which
     would change this process for good) and clones the init as this
-    process's child (CLONE_PARENT); returns the init's pid."""
+    process's child (CLONE_PARENT); returns the init's pid.  A new PID
+    namespace under a joined one takes one more step: the kernel makes one
+    only under the cloner's active PID namespace, which setns() leaves as
+    it was, so a second child, made in the joined namespace (this
+    process's child too), clones the init.  Pids there are not this
+    process's: the init tells its own by its credentials (SO_PASSCRED: the
+    kernel gives its pid as the receiver sees it)."""
     bwrap = cfg["bwrap"]
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     middle = _clone(0)
     if middle == 0:
-        message = ("error", "clone: creating namespaces", errno.EINVAL)
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
-            if bwrap["userns_fd"] is not None and _libc.setns(bwrap["userns_fd"], CLONE_NEWUSER) != 0:
-                err = ctypes.get_errno()
-                if err == errno.EINVAL:
-                    _fail("Joining the specified user namespace failed, it might not be "
-                          "a descendant of the current user namespace.")
-                _fail("Joining specified user namespace failed", err)
-            if bwrap["pidns_fd"] is not None and _libc.setns(bwrap["pidns_fd"], CLONE_NEWPID) != 0:
-                _fail("Setting pidns failed", ctypes.get_errno())
-            pid = _clone(bwrap["clone"] | CLONE_PARENT)
-            if pid == 0:
-                try:
-                    _container_init(cfg, chan, stdio, extras, None)
-                finally:
-                    os._exit(_SETUP_FAILED)
-            if pid < 0:
-                _fail("Creating new namespace failed", ctypes.get_errno())
-            message = ("pid", pid)
-        except SandboxError as err:
-            message = ("error", str(err), err.errno or 0)
-        except BaseException as err:
-            message = ("error", "clone: %s" % (err,), getattr(err, "errno", 0) or 0)
-        finally:
-            try:
-                os.write(report_w, marshal.dumps(message))
-            finally:
-                os._exit(0)
-    os.close(report_w)
+        ours.close()
+        _join_and_clone(cfg, chan, stdio, extras, theirs.detach())
+    theirs.close()
+    init = error = None
+    second = []
     try:
         if middle < 0:
-            os.close(report_r)
             _fail("clone: creating namespaces", ctypes.get_errno())
-        message = marshal.loads(_read_all(report_r) or marshal.dumps(("error", "clone", 0)))
+        while True:     # until the middle, the second child and the init have closed it
+            data, ancillary, _, _ = ours.recvmsg(4096, socket.CMSG_SPACE(12))
+            if not data:
+                break
+            message = marshal.loads(data)
+            if message[0] == "init":
+                for level, kind, value in ancillary:
+                    if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS):
+                        init = struct.unpack("i", value[:4])[0]
+            elif message[0] == "second":
+                second.append(message[1])
+            elif error is None:
+                error = message
     finally:
-        if middle > 0:
-            os.waitpid(middle, 0)
-    if message[0] == "error":
-        raise SandboxError(message[1], message[2])
-    return message[1]
+        ours.close()
+        for pid in [middle] + second:
+            if pid > 0:
+                os.waitpid(pid, 0)
+    if error is not None:
+        raise SandboxError(error[1], error[2])
+    if init is None:
+        raise SandboxError("clone: creating namespaces", errno.ECHILD)
+    return init
+
+
+def _join_and_clone(cfg, chan, stdio, extras, report):
+    """The middle child of _launch_joined; never returns."""
+    bwrap = cfg["bwrap"]
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if bwrap["userns_fd"] is not None and _libc.setns(bwrap["userns_fd"], CLONE_NEWUSER) != 0:
+            err = ctypes.get_errno()
+            if err == errno.EINVAL:
+                _fail("Joining the specified user namespace failed, it might not be "
+                      "a descendant of the current user namespace.")
+            _fail("Joining specified user namespace failed", err)
+        flags = bwrap["clone"] | CLONE_PARENT
+        if bwrap["pidns_fd"] is not None:
+            if _libc.setns(bwrap["pidns_fd"], CLONE_NEWPID) != 0:
+                _fail("Setting pidns failed", ctypes.get_errno())
+            if flags & CLONE_NEWPID:
+                second = _clone(CLONE_PARENT)     # active in the joined namespace
+                if second < 0:
+                    _fail("fork", ctypes.get_errno())
+                if second > 0:
+                    os.write(report, marshal.dumps(("second", second)))
+                    os._exit(0)
+        pid = _clone(flags)
+        if pid == 0:
+            try:
+                os.write(report, marshal.dumps(("init",)))     # with its credentials
+                os.close(report)
+                _container_init(cfg, chan, stdio, extras, None)
+            finally:
+                os._exit(_SETUP_FAILED)
+        if pid < 0:
+            _fail("Creating new namespace failed", ctypes.get_errno())
+        message = None
+    except SandboxError as err:
+        message = ("error", str(err), err.errno or 0)
+    except BaseException as err:
+        message = ("error", "clone: %s" % (err,), getattr(err, "errno", 0) or 0)
+    try:
+        if message is not None:
+            os.write(report, marshal.dumps(message))
+    finally:
+        os._exit(0)
 
 
 # ---------------------------------------------------------------------------
@@ -6982,8 +7023,6 @@ class Container:
             raise SandboxError("disable_userns: needs a new user namespace", errno.EINVAL)
         if self.as_pid_1 and "pid" not in self.namespaces:
             raise SandboxError("as_pid_1: needs a new PID namespace", errno.EINVAL)
-        if self.pidns_fd is not None and "pid" in self.namespaces:
-            raise SandboxError("pidns_fd: not with a new PID namespace", errno.EOPNOTSUPP)
         if self.userns_block_fd is not None and "user" not in self.namespaces:
             raise SandboxError("userns_block_fd: needs a new user namespace", errno.EINVAL)
         if self.userns_block_fd is not None and self.disable_userns:
@@ -9610,8 +9649,6 @@ def _bwrap_container(cl):
         raise _UsageError("Specifying --as-pid-1 requires --unshare-pid")
     if fields.get("as_pid_1") and fields.get("lock_files"):
         raise _UsageError("Specifying --as-pid-1 and --lock-file is not permitted")
-    if fields.get("pidns_fd") is not None and "pid" in names:
-        raise _UsageError("--pidns with --unshare-pid: not supported")
     changes = fields.pop("_cap_changes", None)
     if changes is not None:
         last = _proc_int("/proc/sys/kernel/cap_last_cap", 40)

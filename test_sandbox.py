@@ -3164,6 +3164,76 @@ def test_bubblewrap_joins_given_namespaces(as_user):
     as_user(body)
 
 
+NS_GET_PARENT = 0xb702      # _IO(0xb7, 0x2)
+
+
+def _nspid(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return [int(n) for n in status_fields(f.read())["NSpid"].split()]
+
+
+def test_bubblewrap_new_pid_namespace_under_a_joined_one(as_user):
+    """pidns_fd with a new PID namespace: it is made under the joined one
+    (bubblewrap's --pidns with --unshare-pid): the command's namespace is
+    new, its parent is the joined one, and its pid is seen at each level."""
+    def body():
+        holder = sandbox.Container("/bin/sh", "-c", "read x", ops=sandbox.Ops().bind("/", "/", 0))
+        holder.hardened, holder.uid, holder.gid, holder.dir = False, None, None, None
+        holder.namespaces = {"user", "pid"}
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+        holder.stdin = hold_r
+        holder.start()
+        holder.serve()
+        os.close(hold_r)
+        fds = []
+        try:
+            joined = os.stat("/proc/%d/ns/pid" % holder.pid).st_ino
+            for ns in ("user", "pid"):
+                fds.append(os.open("/proc/%d/ns/%s" % (holder.pid, ns), os.O_RDONLY | os.O_CLOEXEC))
+            c = sandbox.Container("/bin/sh", "-c", "echo $$; readlink /proc/self/ns/pid; read x",
+                                  ops=sandbox.Ops().bind("/", "/", 0).proc("/proc"))
+            c.hardened, c.uid, c.gid, c.dir, c.env = False, None, None, None, dict(ENV)
+            c.namespaces, c.userns_fd, c.pidns_fd = {"pid"}, fds[0], fds[1]
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            c.stdin, c.stdout = in_r, out_w
+            c.start()
+            c.serve()
+            os.close(in_r)
+            os.close(out_w)
+            try:
+                with os.fdopen(out_r, "r", closefd=False) as out:
+                    pid_inside = int(out.readline())
+                    ns_inside = out.readline().strip()
+                nested = os.open("/proc/%d/ns/pid" % c.pid, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    assert ns_inside == "pid:[%d]" % os.fstat(nested).st_ino != joined
+                    parent = fcntl.ioctl(nested, NS_GET_PARENT)
+                    try:
+                        assert os.fstat(parent).st_ino == joined
+                    finally:
+                        os.close(parent)
+                finally:
+                    os.close(nested)
+                # The init (c.pid) is PID 1 one level below the holder's init.
+                assert _nspid(c.pid)[-1] == 1
+                assert len(_nspid(c.pid)) == len(_nspid(holder.pid)) + 1
+                assert pid_inside > 1
+            finally:
+                os.write(in_w, b"\n")
+                os.close(in_w)
+                os.close(out_r)
+                assert c.wait(timeout=30) == 0
+                c.close()
+        finally:
+            _close_all_fds(*fds)
+            os.write(hold_w, b"\n")
+            os.close(hold_w)
+            assert holder.wait(timeout=30) == 0
+            holder.close()
+    as_user(body)
+
+
 # ---------------------------------------------------------------------------
 # The command line, driven as a subprocess, as the caller and as uid 65534.
 # ---------------------------------------------------------------------------
