@@ -8534,7 +8534,10 @@ class _Option:
 
     names: the spellings; metavar: its arguments' names ("SRC DEST"), whose
     count is how many it takes; handler(cl, option, *args); where: the
-    personalities that accept it; help: one line for --help; missing: the
+    personalities that accept it; help: the text --help shows, or
+    {personality: text} where the personalities word it differently (a
+    tuple of texts, one per name, for bubblewrap's help, which lists each
+    name on a line of its own); missing: the
     message when arguments are missing (%s is the option), bubblewrap's
     "takes N arguments" by default; last: given twice, a warning says the
     last wins (bubblewrap's warn_only_last_option); modifier: it modifies
@@ -8554,6 +8557,11 @@ class _Option:
         self.missing = missing or "%%s takes %s" % _ARGUMENT_WORDS.get(self.nargs, "arguments")
         self.last = last
         self.modifier = modifier
+
+    def help_for(self, personality):
+        """The help text of each name, as `personality` words it."""
+        text = self.help[personality] if isinstance(self.help, dict) else self.help
+        return text if isinstance(text, tuple) else (text,) * len(self.names)
 
 
 class _CommandLine:
@@ -9049,58 +9057,121 @@ def _action(name):
 
 
 _OPTIONS = [
+    # help: one text, or {personality: text} where they differ; bubblewrap's
+    # personality prints bubblewrap 0.11.1's own words, one line per name
+    # (a row of several names gives a tuple of texts).
     "File system (applied in order):",
-    _Option("--bind", "SRC DEST", _bind, "bind SRC on DEST read-write"),
-    _Option("--ro-bind", "SRC DEST", _bind, "bind SRC on DEST read-only"),
-    _Option("--dev-bind", "SRC DEST", _bind, "bind SRC on DEST, devices allowed"),
-    _Option(("--bind-try", "--ro-bind-try", "--dev-bind-try"), "SRC DEST", _bind,
-            "the same, skipped when SRC does not exist"),
-    _Option("--bind-fd", "FD DEST", _bind_fd, "bind the directory open as FD on DEST"),
-    _Option("--ro-bind-fd", "FD DEST", _bind_fd, "the same, read-only",
+    _Option("--bind", "SRC DEST", _bind, {
+        HARDENED: "bind SRC on DEST read-write",
+        BWRAP: "Bind mount the host path SRC on DEST"}),
+    _Option("--ro-bind", "SRC DEST", _bind, {
+        HARDENED: "bind SRC on DEST read-only",
+        BWRAP: "Bind mount the host path SRC readonly on DEST"}),
+    _Option("--dev-bind", "SRC DEST", _bind, {
+        HARDENED: "bind SRC on DEST, devices allowed",
+        BWRAP: "Bind mount the host path SRC on DEST, allowing device access"}),
+    _Option(("--bind-try", "--ro-bind-try", "--dev-bind-try"), "SRC DEST", _bind, {
+        HARDENED: "the same, skipped when SRC does not exist",
+        BWRAP: ("Equal to --bind but ignores non-existent SRC",
+                "Equal to --ro-bind but ignores non-existent SRC",
+                "Equal to --dev-bind but ignores non-existent SRC")}),
+    _Option("--bind-fd", "FD DEST", _bind_fd, {
+        HARDENED: "bind the directory open as FD on DEST",
+        BWRAP: "Bind open directory or path fd on DEST"}),
+    _Option("--ro-bind-fd", "FD DEST", _bind_fd, {
+        HARDENED: "the same, read-only",
+        BWRAP: "Bind open directory or path fd read-only on DEST"},
             missing="--bind-fd takes two arguments"),
-    _Option("--overlay-src", "SRC", _overlay_src, "a lower layer of the next overlay (the "
-            "last given is the top)"),
-    _Option("--overlay", "RWSRC WORKDIR DEST", _overlay,
-            "mount an overlay on DEST, writes going to RWSRC (WORKDIR: an empty directory "
-            "on its file system)"),
-    _Option("--tmp-overlay", "DEST", _overlay, "an overlay on DEST, writes going to a "
-            "tmpfs lost at exit"),
-    _Option("--ro-overlay", "DEST", _overlay, "a read-only overlay on DEST"),
-    _Option("--proc", "DEST", _mount_op("proc"), "mount a new procfs on DEST"),
-    _Option("--dev", "DEST", _mount_op("dev"), "mount a minimal /dev on DEST"),
-    _Option("--tmpfs", "DEST", _tmpfs, "mount a tmpfs on DEST"),
-    _Option("--mqueue", "DEST", _mount_op("mqueue"), "mount a new mqueue on DEST"),
-    _Option("--dir", "DEST", _dir, "create a directory"),
-    _Option("--symlink", "TARGET LINK", _symlink, "create a symlink LINK -> TARGET"),
-    _Option("--file", "FD DEST", _file, "create DEST holding the bytes read from FD (mode 0666)"),
-    _Option("--bind-data", "FD DEST", _bind_data,
-            "bind a file holding the bytes read from FD on DEST (mode 0600)"),
-    _Option("--ro-bind-data", "FD DEST", _bind_data, "the same, read-only"),
-    _Option("--chmod", "OCTAL PATH", _chmod, "change the mode of PATH"),
-    _Option("--remount-ro", "DEST", _remount_ro, "remount the mount at DEST read-only",
+    _Option("--overlay-src", "SRC", _overlay_src, {
+        HARDENED: "a lower layer of the next overlay (the last given is the top)",
+        BWRAP: "Read files from SRC in the following overlay"}),
+    _Option("--overlay", "RWSRC WORKDIR DEST", _overlay, {
+        HARDENED: "mount an overlay on DEST, writes going to RWSRC (WORKDIR: an empty "
+                  "directory on its file system)",
+        BWRAP: "Mount overlayfs on DEST, with RWSRC as the host path for writes and\n"
+               "WORKDIR an empty directory on the same filesystem as RWSRC"}),
+    _Option("--tmp-overlay", "DEST", _overlay, {
+        HARDENED: "an overlay on DEST, writes going to a tmpfs lost at exit",
+        BWRAP: "Mount overlayfs on DEST, with writes going to an invisible tmpfs"}),
+    _Option("--ro-overlay", "DEST", _overlay, {
+        HARDENED: "a read-only overlay on DEST",
+        BWRAP: "Mount overlayfs read-only on DEST"}),
+    _Option("--proc", "DEST", _mount_op("proc"), {
+        HARDENED: "mount a new procfs on DEST",
+        BWRAP: "Mount new procfs on DEST"}),
+    _Option("--dev", "DEST", _mount_op("dev"), {
+        HARDENED: "mount a minimal /dev on DEST",
+        BWRAP: "Mount new dev on DEST"}),
+    _Option("--tmpfs", "DEST", _tmpfs, {
+        HARDENED: "mount a tmpfs on DEST",
+        BWRAP: "Mount new tmpfs on DEST"}),
+    _Option("--mqueue", "DEST", _mount_op("mqueue"), {
+        HARDENED: "mount a new mqueue on DEST",
+        BWRAP: "Mount new mqueue on DEST"}),
+    _Option("--dir", "DEST", _dir, {
+        HARDENED: "create a directory",
+        BWRAP: "Create dir at DEST"}),
+    _Option("--symlink", "SRC DEST", _symlink, {
+        HARDENED: "create a symlink DEST pointing to SRC",
+        BWRAP: "Create symlink at DEST with target SRC"}),
+    _Option("--file", "FD DEST", _file, {
+        HARDENED: "create DEST holding the bytes read from FD (mode 0666)",
+        BWRAP: "Copy from FD to destination DEST"}),
+    _Option("--bind-data", "FD DEST", _bind_data, {
+        HARDENED: "bind a file holding the bytes read from FD on DEST (mode 0600)",
+        BWRAP: "Copy from FD to file which is bind-mounted on DEST"}),
+    _Option("--ro-bind-data", "FD DEST", _bind_data, {
+        HARDENED: "the same, read-only",
+        BWRAP: "Copy from FD to file which is readonly bind-mounted on DEST"}),
+    _Option("--chmod", "OCTAL PATH", _chmod, {
+        HARDENED: "change the mode of PATH",
+        BWRAP: "Change permissions of PATH (must already exist)"}),
+    _Option("--remount-ro", "DEST", _remount_ro, {
+        HARDENED: "remount the mount at DEST read-only",
+        BWRAP: "Remount DEST as readonly; does not recursively remount"},
             missing="%s takes one argument"),
-    _Option("--size", "BYTES", _size_modifier, "size of the next --tmpfs", modifier=True),
-    _Option("--perms", "OCTAL", _perms, "mode of the next --tmpfs, --dir, --file, --bind-data "
-            "or --ro-bind-data", modifier=True),
+    _Option("--size", "BYTES", _size_modifier, {
+        HARDENED: "size of the next --tmpfs",
+        BWRAP: "Set size of next argument (only for --tmpfs)"}, modifier=True),
+    _Option("--perms", "OCTAL", _perms, {
+        HARDENED: "mode of the next --tmpfs, --dir, --file, --bind-data or --ro-bind-data",
+        BWRAP: "Set permissions of next argument (--bind-data, --file, etc.)"},
+            modifier=True),
     "Identity and environment:",
-    _Option("--uid", "N", _field("uid", _id), "uid inside (default: the overflow id, 65534)",
-            last=True),
-    _Option("--gid", "N", _field("gid", _id), "gid inside (default: the overflow id, 65534)",
-            last=True),
+    _Option("--uid", "UID", _field("uid", _id), {
+        HARDENED: "uid inside (default: the overflow id, 65534)",
+        BWRAP: "Custom uid in the sandbox (requires --unshare-user or --userns)"}, last=True),
+    _Option("--gid", "GID", _field("gid", _id), {
+        HARDENED: "gid inside (default: the overflow id, 65534)",
+        BWRAP: "Custom gid in the sandbox (requires --unshare-user or --userns)"}, last=True),
     _Option("--host-uid", "N", _field("host_uid", _id), "uid the sandbox holds on the host "
             "(default: the caller's; for root, the overflow id)", where=HARDENED, last=True),
     _Option("--host-gid", "N", _field("host_gid", _id), "gid the sandbox holds on the host "
             "(default: the caller's; for root, the overflow id)", where=HARDENED, last=True),
-    _Option("--hostname", "NAME", _field("hostname", _hostname), "hostname inside", last=True),
-    _Option("--chdir", "DIR", _chdir, "working directory (default: the current one if it "
-            "is bound at the same path, else /)", missing="%s takes one argument", last=True),
-    _Option("--setenv", "VAR VALUE", _setenv, "set VAR in the environment"),
-    _Option("--unsetenv", "VAR", _unsetenv, "remove VAR from the environment"),
-    _Option("--clearenv", "", _clearenv, "start from an empty environment (else inherited)"),
-    _Option("--argv0", "VALUE", _argv0, "argv[0] of the command (COMMAND is still what runs)",
+    _Option("--hostname", "NAME", _field("hostname", _hostname), {
+        HARDENED: "hostname inside",
+        BWRAP: "Custom hostname in the sandbox (requires --unshare-uts)"}, last=True),
+    _Option("--chdir", "DIR", _chdir, {
+        HARDENED: "working directory (default: the current one if it is bound at the same "
+                  "path, else /)",
+        BWRAP: "Change directory to DIR"}, missing="%s takes one argument", last=True),
+    _Option("--setenv", "VAR VALUE", _setenv, {
+        HARDENED: "set VAR in the environment",
+        BWRAP: "Set an environment variable"}),
+    _Option("--unsetenv", "VAR", _unsetenv, {
+        HARDENED: "remove VAR from the environment",
+        BWRAP: "Unset an environment variable"}),
+    _Option("--clearenv", "", _clearenv, {
+        HARDENED: "start from an empty environment (else inherited)",
+        BWRAP: "Unset all environment variables"}),
+    _Option("--argv0", "VALUE", _argv0, {
+        HARDENED: "argv[0] of the command (COMMAND is still what runs)",
+        BWRAP: "Set argv[0] to the value VALUE before running the program"},
             missing="%s takes one argument"),
     "Hardening (everything is denied unless allowed):",
-    _Option("--share-net", "", _share_net, "keep the host's network"),
+    _Option("--share-net", "", _share_net, {
+        HARDENED: "keep the host's network",
+        BWRAP: "Retain the network namespace (can only combine with --unshare-all)"}),
     _Option("--allow-devel", "", _flag(FAllowDevel), "allow ptrace, perf_event_open, personality",
             where=HARDENED),
     _Option("--allow-userns", "", _flag(FAllowUserns), "allow namespaces and mounts inside",
@@ -9117,18 +9188,38 @@ _OPTIONS = [
             where=HARDENED),
     _Option("--cap-add", "CAP", _cap_add, "refused (--privileged keeps CAP_SYS_ADMIN)",
             where=HARDENED),
-    _Option("--seccomp", "FD", _seccomp_fd, "load the seccomp program read from FD too "
-            "(after the built-in filter)", last=True),
-    _Option("--add-seccomp-fd", "FD", _add_seccomp_fd, "the same, repeatable, loaded in "
-            "order"),
-    _Option("--unshare-all", "", _unshare("user", "ipc", "pid", "net", "uts", "cgroup"),
-            "accepted: always in force (and undoes an earlier --share-net)"),
-    _Option("--unshare-net", "", _unshare("net"), "the same for the network"),
+    _Option("--seccomp", "FD", _seccomp_fd, {
+        HARDENED: "load the seccomp program read from FD too (after the built-in filter)",
+        BWRAP: "Load and use seccomp rules from FD (not repeatable)"}, last=True),
+    _Option("--add-seccomp-fd", "FD", _add_seccomp_fd, {
+        HARDENED: "the same, repeatable, loaded in order",
+        BWRAP: "Load and use seccomp rules from FD (repeatable)"}),
+    _Option("--unshare-all", "", _unshare("user", "ipc", "pid", "net", "uts", "cgroup"), {
+        HARDENED: "accepted: always in force (and undoes an earlier --share-net)",
+        BWRAP: "Unshare every namespace we support by default"}),
+    _Option("--unshare-net", "", _unshare("net"), {
+        HARDENED: "the same for the network",
+        BWRAP: "Create new network namespace"}),
     _Option(("--unshare-user", "--unshare-user-try", "--unshare-pid", "--unshare-ipc",
              "--unshare-uts", "--unshare-cgroup", "--unshare-cgroup-try"), "",
-            _unshare_named, "accepted: always in force"),
-    _Option("--die-with-parent", "", _set("die_with_parent", True), "accepted: always in force"),
-    _Option("--new-session", "", _set("new_session", True), "accepted: always in force"),
+            _unshare_named, {
+                HARDENED: "accepted: always in force",
+                BWRAP: ("Create new user namespace (may be automatically implied if not "
+                        "setuid)",
+                        "Create new user namespace if possible else continue by skipping it",
+                        "Create new pid namespace",
+                        "Create new ipc namespace",
+                        "Create new uts namespace",
+                        "Create new cgroup namespace",
+                        "Create new cgroup namespace if possible else continue by skipping "
+                        "it")}),
+    _Option("--die-with-parent", "", _set("die_with_parent", True), {
+        HARDENED: "accepted: always in force",
+        BWRAP: "Kills with SIGKILL child process (COMMAND) when bwrap or bwrap's parent "
+               "dies."}),
+    _Option("--new-session", "", _set("new_session", True), {
+        HARDENED: "accepted: always in force",
+        BWRAP: "Create a new terminal session"}),
     "Landlock (on where the kernel has it; -v says what applies):",
     _Option("--no-landlock", "", _field_is("landlock", "off"), "no Landlock ruleset",
             where=HARDENED),
@@ -9178,44 +9269,60 @@ _OPTIONS = [
     _Option("--json", "", _set("check_json", True), "with --check: one JSON object",
             where=HARDENED),
     "Status and the command line:",
-    _Option("--info-fd", "FD", _store("info_fd", _fd), "write the command's pid and the "
-            "namespaces' ids to FD as JSON once it is created, then close FD", last=True),
-    _Option("--json-status-fd", "FD", _store("json_status_fd", _fd), "the same on one line, "
-            'then {"exit-code": N} at the end', last=True),
-    _Option("--lock-file", "DEST", _lock_file, "hold a read lock on DEST (inside) while the "
-            "sandbox runs"),
-    _Option("--sync-fd", "FD", _field("sync_fd", _fd), "keep FD open while the sandbox runs",
-            last=True),
-    _Option("--block-fd", "FD", _field("block_fd", _fd), "read a byte from FD before the "
-            "command starts", last=True),
+    _Option("--info-fd", "FD", _store("info_fd", _fd), {
+        HARDENED: "write the command's pid and the namespaces' ids to FD as JSON once it is "
+                  "created, then close FD",
+        BWRAP: "Write information about the running container to FD"}, last=True),
+    _Option("--json-status-fd", "FD", _store("json_status_fd", _fd), {
+        HARDENED: 'the same on one line, then {"exit-code": N} at the end',
+        BWRAP: "Write container status to FD as multiple JSON documents"}, last=True),
+    _Option("--lock-file", "DEST", _lock_file, {
+        HARDENED: "hold a read lock on DEST (inside) while the sandbox runs",
+        BWRAP: "Take a lock on DEST while sandbox is running"}),
+    _Option("--sync-fd", "FD", _field("sync_fd", _fd), {
+        HARDENED: "keep FD open while the sandbox runs",
+        BWRAP: "Keep this fd open while sandbox is running"}, last=True),
+    _Option("--block-fd", "FD", _field("block_fd", _fd), {
+        HARDENED: "read a byte from FD before the command starts",
+        BWRAP: "Block on FD until some data to read is available"}, last=True),
     _Option("--userns-block-fd", "FD", _field("userns_block_fd", _fd),
-            "write no uid/gid maps: another process writes them while setup waits for a "
-            "byte on FD (needs --unshare-user and --info-fd)", where=BWRAP, last=True),
-    _Option("--args", "FD", _args_file, "read more options from FD, NUL-separated"),
+            "Block on FD until the user namespace is ready", where=BWRAP, last=True),
+    _Option("--args", "FD", _args_file, {
+        HARDENED: "read more options from FD, NUL-separated",
+        BWRAP: "Parse NUL-separated args from FD"}),
     _Option(("-v", "--verbose"), "", _set("verbose", True), "say what is being run",
             where=HARDENED),
     _Option(("-h", "--help"), "", _action("help"), "this help", where=HARDENED),
-    _Option("--help", "", _action("help"), "this help", where=BWRAP),
-    _Option("--version", "", _action("version"), "the version"),
+    _Option("--help", "", _action("help"), "Print this help", where=BWRAP),
+    _Option("--version", "", _action("version"), {
+        HARDENED: "the version",
+        BWRAP: "Print version"}),
     "Namespaces, identity and capabilities (bwrap):",
-    _Option("--userns", "FD", _field("userns_fd", _fd), "join this user namespace",
+    _Option("--userns", "FD", _field("userns_fd", _fd),
+            "Use this user namespace (cannot combine with --unshare-user)",
             where=BWRAP, last=True),
     _Option("--userns2", "FD", _field("userns2_fd", _fd),
-            "after setup, enter this (child) user namespace", where=BWRAP, last=True),
-    _Option("--pidns", "FD", _field("pidns_fd", _fd), "join this PID namespace",
+            "After setup switch to this user namespace, only useful with --userns",
+            where=BWRAP, last=True),
+    _Option("--pidns", "FD", _field("pidns_fd", _fd),
+            "Use this pid namespace (as parent namespace if using --unshare-pid)",
             where=BWRAP, last=True),
     _Option("--disable-userns", "", _field_is("disable_userns", True),
-            "no more user namespaces inside (needs --unshare-user)", where=BWRAP),
+            "Disable further use of user namespaces inside sandbox", where=BWRAP),
     _Option("--assert-userns-disabled", "", _field_is("assert_userns_disabled", True),
-            "fail unless user namespaces are disabled inside", where=BWRAP),
+            "Fail unless further use of user namespace inside sandbox is disabled",
+            where=BWRAP),
     _Option("--as-pid-1", "", _field_is("as_pid_1", True),
-            "the command is PID 1 (needs --unshare-pid)", where=BWRAP),
+            "Do not install a reaper process with PID=1", where=BWRAP),
     _Option(("--cap-add", "--cap-drop"), "CAP", _cap_option,
-            "add or drop a capability (CAP_KILL, a number, or ALL)", where=BWRAP),
-    _Option(("--exec-label", "--file-label"), "LABEL", _label, "SELinux labels (not supported)",
-            last=True),
+            ("Add cap CAP when running as privileged user",
+             "Drop cap CAP when running as privileged user"), where=BWRAP),
+    _Option(("--exec-label", "--file-label"), "LABEL", _label, {
+        HARDENED: "SELinux labels (not supported)",
+        BWRAP: ("Exec label for the sandbox",
+                "File label for temporary sandbox content")}, last=True),
     _Option("--level-prefix", "", _set("level_prefix", True),
-            "prefix messages with their syslog level (<3> error, <4> warning)", where=BWRAP),
+            "Prepend e.g. <3> to diagnostic messages", where=BWRAP),
 ]
 
 
@@ -9331,7 +9438,7 @@ def _help_text(personality=HARDENED, intro=_HELP_INTRO, outro=_HELP_OUTRO):
             out.append(heading + "\n")
             heading = None
         usage = "  " + ", ".join(row.names) + (" " + row.metavar if row.metavar else "")
-        help_lines = _wrap(row.help, 80 - 27)
+        help_lines = _wrap(row.help_for(personality)[0], 80 - 27)
         if len(usage) > 25:
             out.extend("  " * (1 + (n > 0)) + line + "\n"
                        for n, line in enumerate(_wrap(usage, 80 - 4)))
@@ -9560,8 +9667,18 @@ _BWRAP_EXIT = 1
 
 
 def _bwrap_usage(program, out):
-    out.write(_help_text(BWRAP, intro="usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n\n"
-                         % program, outro=""))
+    """bubblewrap's --help: its usage line, then a line of its words for
+    each name the table's BWRAP rows take (in the table's order)."""
+    lines = ["usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n\n" % program]
+    for row in _OPTIONS:
+        if not isinstance(row, _Option) or BWRAP not in row.where:
+            continue
+        for name, text in zip(row.names, row.help_for(BWRAP)):
+            first, *more = text.split("\n")
+            lines.append("    %-29s%s\n" % (name + (" " + row.metavar if row.metavar else ""),
+                                            first))
+            lines.extend(" " * 33 + line + "\n" for line in more)
+    out.write("".join(lines))
 
 
 def _bwrap_main(program, argv):

@@ -3582,12 +3582,18 @@ def test_option_table_rows_are_well_formed():
         for row in sandbox._OPTIONS:
             if isinstance(row, str) or personality not in row.where:
                 continue
-            assert row.help and callable(row.handler), row.names
+            texts = row.help_for(personality)
+            assert len(texts) == len(row.names) and all(texts), row.names
+            assert callable(row.handler), row.names
+            # A row both take words its help for each (bubblewrap's words
+            # are not this project's): no text shown in the wrong one.
+            if len(row.where) > 1:
+                assert isinstance(row.help, dict) and set(row.help) == set(row.where), row.names
             for name in row.names:
                 assert name.startswith("-") and name not in seen, name
                 seen.add(name)
-        text = sandbox._help_text(personality)
-        assert max(len(line) for line in text.splitlines()) <= 80
+    text = sandbox._help_text(sandbox.HARDENED)
+    assert max(len(line) for line in text.splitlines()) <= 80
     # a row of one personality is unknown in the other
     with pytest.raises(sandbox._UsageError, match="^Unknown option --allow-devel$"):
         sandbox.parse_command_line(["--allow-devel", "true"], sandbox.BWRAP)
@@ -3701,6 +3707,9 @@ def test_cli_help_and_version(cli):
     assert max(len(line) for line in text.splitlines()) <= 80
     for option in ("--bind", "--ro-bind-data", "--seccomp-disasm", "--json-status-fd", "--allow-tty"):
         assert option in text
+    # The shared rows in this personality's words, not bubblewrap's.
+    assert "accepted: always in force" in text and "Create new pid namespace" not in text
+    assert "--userns-block-fd" not in text
     cp = cli("--version")
     assert cp.returncode == 0 and cp.stdout.decode().startswith("sandbox.py ")
 
@@ -4155,8 +4164,29 @@ def test_bwrap_help_version_messages_and_exit_statuses(bwrap):
     assert (cp.returncode, cp.stdout, cp.stderr) == (0, b"bubblewrap 0.11.1\n", b"")
     cp = bwrap("--ro-bind", "/", "/", "--help", "true")
     assert cp.returncode == 0 and cp.stderr == b""
-    assert cp.stdout.startswith(b"usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n"
+    assert cp.stdout.startswith(b"usage: %s [OPTIONS...] [--] COMMAND [ARGS...]\n\n"
                                 % bwrap.path.encode())
+    # bubblewrap 0.11.1's words, a line per option, in its layout.
+    lines = cp.stdout.decode().splitlines()[2:]
+    for line in (
+            "    --unshare-pid                Create new pid namespace",
+            "    --unshare-user-try           Create new user namespace if possible else "
+            "continue by skipping it",
+            "    --die-with-parent            Kills with SIGKILL child process (COMMAND) when "
+            "bwrap or bwrap's parent dies.",
+            "    --new-session                Create a new terminal session",
+            "    --cap-drop CAP               Drop cap CAP when running as privileged user",
+            "    --uid UID                    Custom uid in the sandbox (requires --unshare-user "
+            "or --userns)",
+            "    --userns-block-fd FD         Block on FD until the user namespace is ready",
+            "    --overlay RWSRC WORKDIR DEST Mount overlayfs on DEST, with RWSRC as the host "
+            "path for writes and",
+            "                                 WORKDIR an empty directory on the same filesystem "
+            "as RWSRC"):
+        assert line in lines
+    names = sorted(line.split()[0] for line in lines if line.startswith("    --"))
+    assert names == sorted(sandbox._option_index(sandbox.BWRAP))
+    assert b"always in force" not in cp.stdout
     for args in ((), ("--ro-bind", "/", "/")):      # no command: usage on stderr, 1
         cp = bwrap(*args)
         assert (cp.returncode, cp.stdout) == (1, b"")
