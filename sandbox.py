@@ -5071,6 +5071,10 @@ def _spawn_command(cfg, chan, stdio, extras, programs=()):
                                   limits, programs)
         for candidate in candidates:
             try:
+                if len(candidates) > 1:
+                    # What is not there fails as stat() fails, without a
+                    # process (each would take a pid: the command is PID 2).
+                    os.stat(candidate)
                 return os.posix_spawn(candidate, args, env, file_actions=actions,
                                       setsigmask=(), setsigdef=_RESET_SIGNALS, **group)
             except OSError as error:
@@ -5249,6 +5253,43 @@ def _init_process(key, keep, cgroup, bwrap=None, outside=False):
             # A change of ids clears the parent-death signal: set it again.
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
             _check_parent_alive()
+    if bwrap is None or bwrap["clone"] & CLONE_NEWPID and not bwrap["exec"]:
+        _open_last_pid()
+
+
+# PID numbering as bubblewrap's: the command is PID 2 (init 1), though the
+# worker is forked first.  PID 1 holds /proc/sys/kernel/ns_last_pid open,
+# opened before setup pivots (the sandbox's own /proc/sys is read-only, or
+# absent); the kernel applies a write to the writer's own PID namespace and
+# wants CAP_SYS_ADMIN over it, so PID 1 writes while it has its
+# capabilities: 2 before forking the worker (which is then PID 3), 1 just
+# before it drops them (the next process, the command, is then PID 2).
+# Where the file cannot be opened (a kernel without CHECKPOINT_RESTORE, a
+# read-only /proc/sys), the numbering is as it comes: the command is PID 3.
+_last_pid_fd = None
+
+
+def _open_last_pid():
+    global _last_pid_fd
+    try:
+        _last_pid_fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        _last_pid_fd = None
+
+
+def _set_last_pid(pid, close=False):
+    """The next process this PID 1 makes is pid + 1 (if that is free)."""
+    global _last_pid_fd
+    fd = _last_pid_fd
+    if fd is None:
+        return
+    try:
+        os.pwrite(fd, b"%d" % pid, 0)     # at offset 0: sysctl_writes_strict
+    except OSError:
+        pass
+    if close:
+        _last_pid_fd = None
+        os.close(fd)
 
 
 def _close_cloexec_fds(keep):
@@ -5412,6 +5453,7 @@ def _init_serve(worker, from_worker, filter_program, bwrap=None):
             fds = fds[:len(spawn["fd_targets"])]
             limits = spawn["limits"]
             try:
+                _set_last_pid(1, close=True)     # the command is PID 2
                 if bwrap is None:
                     _drop_capabilities(spawn["privileged"])
                 else:
@@ -5482,12 +5524,17 @@ def _fork_worker(stdio, extras):
     """Fork PID 1's worker; returns (worker pid, PID 1's end of their
     socket) in PID 1 and (0, the worker's end) in the worker."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _set_last_pid(2)        # the worker is PID 3: 2 is the command's
     # A bare clone, as init itself was made: os.fork()'s Python hooks would
     # touch (and so copy) pages of this process for nothing.
     worker = _clone(0)
     if worker < 0:
         _fail("forking the worker", ctypes.get_errno())
     if worker == 0:
+        global _last_pid_fd
+        if _last_pid_fd is not None:
+            os.close(_last_pid_fd)
+            _last_pid_fd = None
         ours.close()
         return 0, theirs
     theirs.close()

@@ -2932,6 +2932,18 @@ def test_helper_exits_with_its_caller():
         pytest.fail("helper %d outlived its caller" % pid)
 
 
+def test_the_command_is_pid_2_as_in_bubblewrap(as_user):
+    """init is PID 1 and its setup worker is forked first, yet the command
+    is PID 2, also when PATH is searched past directories without it."""
+    def body():
+        for env in (ENV, {"PATH": "/nonexistent:/usr/local/nothing-here:/usr/bin:/bin"}):
+            assert sh("echo $$", env=env) == "2\n"
+        cp = sandbox.run(["sh", "-c", "echo $$"], env={"PATH": "/nonexistent:/bin"},
+                         capture_output=True, limits=sandbox.Limits(open_files=64))
+        assert cp.stdout == b"2\n", cp.stderr
+    as_user(body)
+
+
 def test_many_sandboxes_from_many_threads():
     sandbox.run(["/bin/true"])          # the helper's socket is there before
     before_fds = sorted(os.listdir("/proc/self/fd"))
@@ -3024,7 +3036,7 @@ def test_bubblewrap_defaults_namespaces_ids_directory_and_fds(as_user):
         lines = out.split()
         assert all(a != b for a, b in zip(lines[:3], (os.readlink("/proc/self/ns/" + ns)
                                                         for ns in ("net", "ipc", "uts"))))
-        assert lines[3] != "1"        # our init is PID 1 and reaps
+        assert lines[3] == "2"        # our init is PID 1 and reaps; the command is 2
     as_user(body)
 
 
@@ -3218,7 +3230,7 @@ def test_bubblewrap_new_pid_namespace_under_a_joined_one(as_user):
                 # The init (c.pid) is PID 1 one level below the holder's init.
                 assert _nspid(c.pid)[-1] == 1
                 assert len(_nspid(c.pid)) == len(_nspid(holder.pid)) + 1
-                assert pid_inside > 1
+                assert pid_inside == 2
             finally:
                 os.write(in_w, b"\n")
                 os.close(in_w)
@@ -4244,6 +4256,8 @@ def test_bwrap_defaults(bwrap):
     own = int(open("/proc/self/status").read().split("CapEff:\t")[1].split()[0], 16)
     assert int(lines[7].split()[1], 16) == (0 if unprivileged else own)
     # Asked for: new namespaces, the command as PID 1, capabilities.
+    cp = bwrap("--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "sh", "-c", "echo $$")
+    assert cp.stdout == b"2\n", cp.stderr      # init is 1, the command 2, as bubblewrap's
     cp = bwrap("--unshare-all", "--as-pid-1", "--bind", "/", "/", "--proc", "/proc", "sh", "-c",
                "echo $$; readlink /proc/self/ns/net /proc/self/ns/ipc")
     lines = cp.stdout.decode().split()
