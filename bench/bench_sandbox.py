@@ -247,6 +247,17 @@ def bench_command_line():
         median_ms(b) if b else "absent", ratio_text(ratios))
 
 
+def bench_bwrap_personality():
+    """The drop-in: the same bubblewrap command line, run by sandbox.py in
+    its bwrap personality and by bubblewrap."""
+    args = ["--unshare-all", "--ro-bind", "/", "/", "/bin/true"]
+    ours = lambda: subprocess.run([sys.executable, SANDBOX_PY, "--bwrap"] + args)
+    theirs = (lambda: subprocess.run([BWRAP] + args)) if BWRAP else None
+    a, b, ratios = interleaved(ours, theirs, max(10, ROUNDS // 4))
+    row("start", "command line: bwrap personality start (--unshare-all --ro-bind / / "
+        "/bin/true)", median_ms(a), median_ms(b) if b else "absent", ratio_text(ratios))
+
+
 # -- Landlock ----------------------------------------------------------------
 
 def _median_us(call, rounds):
@@ -590,6 +601,7 @@ def main():
         bench_import()
         bench_asyncio()
         bench_command_line()
+        bench_bwrap_personality()
         bench_landlock()
         bench_memory()
         bench_concurrency()
