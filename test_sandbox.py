@@ -4347,15 +4347,6 @@ def test_bwrap_disable_userns(bwrap):
         assert cp.stderr == b"bwrap: --disable-userns requires --unshare-user\n"
 
 
-def _read_to_eof(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
     """--userns-block-fd: the sandbox writes no maps; once --info-fd says
     the pid, a process outside (of the caller's uid) writes them while
@@ -4372,7 +4363,7 @@ def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
         os.close(info_w)
         os.close(block_r)
         try:
-            info = json.loads(_read_to_eof(info_r))     # EOF: the sandbox holds no copy
+            info = json.loads(_read_all_fd(info_r))     # EOF: the sandbox holds no copy
             pid = info["child-pid"]
             # Nothing mapped yet: setup waits.
             with open("/proc/%d/uid_map" % pid) as f:
