@@ -9659,6 +9659,11 @@ def _forward_signals(container):
 def _run_command_line(container, cl, forward=None, held=None):
     if forward is None:
         forward, held = _forward_signals(container)
+    if getattr(cl, "report_fd", None) is not None:
+        # Report.json()'s module, imported before the sandbox runs: later,
+        # the import would search sys.path, whose first entry (this file's
+        # directory; with -m the working directory) the sandbox may write.
+        import json     # noqa: F401
     container._want_namespaces = cl.info_fd is not None or cl.json_status_fd is not None
     try:
         container.start()

@@ -3455,6 +3455,38 @@ def test_cli_identity_on_the_host(cli):
         subprocess.run(["rm", "-rf", data])
 
 
+def test_cli_imports_nothing_its_sandbox_could_have_written(cli):
+    """A module the command line imports once its sandbox has run is looked
+    up on sys.path, whose first entry is this file's directory: a sandbox
+    that may write there (a vendored copy in the tree it works on) would
+    have its module run on the host, as the caller.  --report-fd's json
+    comes before the sandbox."""
+    system = ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+              "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+    data = shared_dir()
+    try:
+        copy = os.path.join(data, "sandbox.py")
+        shutil.copy(SANDBOX_PY, copy)
+        os.chmod(copy, 0o644)
+        plant = "; ".join("echo 'raise SystemExit(\"%s.py, planted, ran on the host\")' > %s/%s.py"
+                          % (name, data, name) for name in ("json", "subprocess"))
+        r, w = os.pipe()
+        try:
+            cp = subprocess.run([cli.command[0], copy, "--report-fd", str(w)] + system
+                                + ["--bind", data, data, "--", "sh", "-c", plant],
+                                pass_fds=(w,), preexec_fn=cli.preexec, capture_output=True,
+                                timeout=60, cwd="/")
+        finally:
+            os.close(w)
+        with os.fdopen(r, "rb") as f:
+            report = f.read()
+        assert os.path.exists(os.path.join(data, "json.py")), cp       # the sandbox wrote it
+        assert cp.returncode == 0 and b"planted" not in cp.stderr, cp
+        assert json.loads(report)["status"] == "exited"
+    finally:
+        subprocess.run(["rm", "-rf", data])
+
+
 def test_cli_network(cli):
     cp = cli("--", "cat", "/proc/net/dev")
     assert [l.split(":")[0].strip() for l in cp.stdout.decode().splitlines()[2:]] == ["lo"]
