@@ -5826,6 +5826,13 @@ def _join_and_clone(cfg, chan, stdio, extras, report):
     bwrap = cfg["bwrap"]
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        # Not dumpable, and so neither are the second child and the init,
+        # from their birth in the joined PID namespace: a process there with
+        # capabilities in the joined user namespace could otherwise open
+        # their /proc/PID/root, the host's file system, and their fds (the
+        # caller's), before they can say otherwise.  (bubblewrap's
+        # intermediate process is exposed so.)
+        _prctl(PR_SET_DUMPABLE, 0, what="not dumpable")
         if bwrap["userns_fd"] is not None and _libc.setns(bwrap["userns_fd"], CLONE_NEWUSER) != 0:
             err = ctypes.get_errno()
             if err == errno.EINVAL:

@@ -3246,6 +3246,85 @@ def test_bubblewrap_new_pid_namespace_under_a_joined_one(as_user):
     as_user(body)
 
 
+OPEN_ROOTS = r'''
+import errno, os
+while True:
+    line = os.read(0, 64)
+    if not line:
+        break
+    try:
+        os.close(os.open("/proc/%d/root" % int(line), os.O_PATH | os.O_DIRECTORY))
+        os.write(1, b"opened\n")
+    except OSError as err:
+        os.write(1, errno.errorcode[err.errno].encode() + b"\n")
+'''
+
+
+def test_bubblewrap_processes_made_in_joined_namespaces_are_not_dumpable(as_user, monkeypatch):
+    """The init, and with a new PID namespace the second child that clones
+    it, are made in the joined PID namespace by copies of the caller (the
+    host's root, the caller's fds): a process there with every capability
+    in the joined user namespace cannot open their /proc/PID/root, even at
+    their first step (each waits there while it tries)."""
+    def body():
+        # Dumpable, as a caller that never changed its ids is (a change, as
+        # the unprivileged variant's from root, made it not).
+        sandbox._prctl(sandbox.PR_SET_DUMPABLE, 1, what="dumpable")
+        holder = sandbox.Container("/usr/bin/python3", "-I", "-c", OPEN_ROOTS,
+                                   ops=sandbox.Ops().bind("/", "/", 0).proc("/proc"))
+        holder.hardened, holder.uid, holder.gid, holder.dir = False, 0, 0, None
+        holder.namespaces = {"user", "pid"}
+        holder.caps = list(range(sandbox._proc_int("/proc/sys/kernel/cap_last_cap", 40) + 1))
+        ask_r, ask_w = os.pipe2(os.O_CLOEXEC)
+        answer_r, answer_w = os.pipe2(os.O_CLOEXEC)
+        holder.stdin, holder.stdout = ask_r, answer_w
+        holder.start()
+        holder.serve()
+        os.close(ask_r)
+        os.close(answer_w)
+        level = len(_nspid(holder.pid)) - 1       # the holder's namespace in NSpid
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+
+        def holder_tries(who):
+            """In a process being made: the holder's try at our /proc/PID/root."""
+            with open("/proc/self/status") as f:
+                pid = status_fields(f.read())["NSpid"].split()[level]
+            os.write(ask_w, pid.encode() + b"\n")
+            os.write(report_w, b"%s %s" % (who, os.read(answer_r, 64)))
+        clone, init_process = sandbox._clone, sandbox._init_process
+
+        def second_child_clones(flags):
+            if flags & sandbox.CLONE_PARENT and flags & sandbox.CLONE_NEWPID:
+                holder_tries(b"second")
+            return clone(flags)
+
+        def init_starts(*args, **kwargs):
+            holder_tries(b"init")
+            return init_process(*args, **kwargs)
+        monkeypatch.setattr(sandbox, "_clone", second_child_clones)
+        monkeypatch.setattr(sandbox, "_init_process", init_starts)
+        fds = [os.open("/proc/%d/ns/%s" % (holder.pid, ns), os.O_RDONLY | os.O_CLOEXEC)
+               for ns in ("user", "pid")]
+        try:
+            for namespaces, made in (({"pid"}, [b"second", b"init"]), (set(), [b"init"])):
+                c = sandbox.Container("/bin/true", ops=sandbox.Ops().bind("/", "/", 0))
+                c.hardened, c.uid, c.gid, c.dir, c.env = False, None, None, None, dict(ENV)
+                c.namespaces, c.userns_fd, c.pidns_fd = namespaces, fds[0], fds[1]
+                c.start()
+                c.serve()
+                assert c.wait(timeout=30) == 0
+                c.close()
+                tries = os.read(report_r, 4096).split(b"\n")[:-1]
+                assert tries == [who + b" EACCES" for who in made], tries
+        finally:
+            monkeypatch.undo()
+            _close_all_fds(*fds + [report_r, report_w, answer_r])
+            os.close(ask_w)
+            assert holder.wait(timeout=30) == 0
+            holder.close()
+    as_user(body)
+
+
 # ---------------------------------------------------------------------------
 # The command line, driven as a subprocess, as the caller and as uid 65534.
 # ---------------------------------------------------------------------------
