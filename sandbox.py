@@ -4804,12 +4804,14 @@ class _RootAhead:
 
 
 def _enter_sysroot():
-    """Detach the host and make sysroot the root."""
-    _mount(None, _HOST, None, MS_REC | MS_PRIVATE, None, "making host root rprivate")
-    _check(_libc.umount2(_HOST.encode(), MNT_DETACH), "detaching host root")
+    """Make sysroot the root and detach the intermediate root, and with it
+    the host beneath it: one detach (each costs the kernel an RCU grace
+    period on the request path).  The detached mounts are made private
+    as they go, and none of them passes a propagation on: the namespace's
+    mounts are slaves of the host's, and nothing receives from them."""
     os.chdir(_SYSROOT)
     _pivot_root(".", ".", "pivot_root to sysroot")
-    _check(_libc.umount2(b".", MNT_DETACH), "detaching intermediate root")
+    _check(_libc.umount2(b".", MNT_DETACH), "detaching intermediate root and host")
     os.chdir("/")
 
 
