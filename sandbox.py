@@ -3559,9 +3559,14 @@ def _default_ops(host):
     """default_ops() as it comes out with the host's root at `host`."""
     ops = Ops()
     for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"):
-        if os.path.islink(host + path):
+        # One lstat: a spare's worker makes these every time it starts.
+        try:
+            mode = os.lstat(host + path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISLNK(mode):
             ops.link("*" + path, path)
-        elif os.path.exists(host + path):
+        else:
             ops.bind(path, path, BindOptional)
     return ops.proc("/proc").dev("/dev").tmpfs("/tmp", 0, 0o1777)
 
@@ -5712,9 +5717,14 @@ def _procfs_pid():
 
 
 def _procfs_ppid():
+    # (os.read, not open(): read per spare, two or three times, and a
+    # buffered file object costs more than the read itself)
     try:
-        with open("/proc/self/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
+        fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return int(os.read(fd, 4096).rsplit(b")", 1)[1].split()[1])
+        finally:
+            os.close(fd)
     except (OSError, ValueError, IndexError):
         return None
 
