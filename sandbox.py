@@ -6974,14 +6974,12 @@ class Container:
     def effective_seccomp(self):
         opts = _check_syscall_opts(int(self.seccomp))
         flags = int(self.flags)
-        if not flags & FSyscallCompat:
-            opts |= FlagExt
-        if not flags & FAllowDevel:
-            opts |= FlagDenyDevel
-        if not flags & FAllowUserns:
-            opts |= FlagDenyNS
-        if not flags & FAllowTTY:
-            opts |= FlagDenyTTY
+        # In ints: each & or | with an IntFlag member makes a new member
+        # (this runs twice per start).
+        for flag, opt in ((FSyscallCompat, FlagExt), (FAllowDevel, FlagDenyDevel),
+                          (FAllowUserns, FlagDenyNS), (FAllowTTY, FlagDenyTTY)):
+            if not flags & int(flag):
+                opts |= int(opt)
         return SyscallOpts(opts)
 
     def _seccomp_rules(self):
