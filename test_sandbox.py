@@ -1146,6 +1146,24 @@ def test_a_writable_bind_that_cannot_be_idmapped_names_the_remedy():
         os.rmdir(top)
 
 
+def test_only_what_the_operations_made_stays_mounted(as_user):
+    """The host's root and the intermediate root setup passed through are
+    detached: one root, and every other mount at or under a target of the
+    operations; both from a spare (its root built ahead) and cloned for the
+    request (uid 0: a shell no spare has)."""
+    def body():
+        ops = sandbox.default_ops()
+        made = [op.dest if hasattr(op, "dest") else op.target
+                for op in ops if not isinstance(op, sandbox.Link)]
+        for ids in ({}, {"uid": 0, "gid": 0}):
+            text = run_ok(["/bin/cat", "/proc/self/mountinfo"], ops=ops, **ids)
+            mountpoints = [e.mountpoint for e in sandbox.parse_mountinfo(text)]
+            assert mountpoints.count("/") == 1, text
+            assert all(any(m == t or m.startswith(t + "/") for t in made)
+                       for m in mountpoints if m != "/"), text
+    as_user(body)
+
+
 def test_each_operation_as_seen_in_mountinfo(as_user):
     def body():
         ops = sandbox.default_ops().mqueue("/dev/mqueue").tmpfs("/scratch", 1 << 20, 0o700) \
