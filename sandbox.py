@@ -19,7 +19,6 @@ create_subprocess_exec() and run_async(); the host check (check(),
 """
 
 import codecs
-import copy
 import ctypes
 import enum
 import errno
@@ -1306,13 +1305,16 @@ class _Node:
         self.act_t_flg = self.act_f_flg = False
         self.refcnt = 0
 
-    def __deepcopy__(self, memo):
+    def copied(self, memo):
+        """This node and the nodes it links to, each copied once (memo: id
+        -> copy) and linked as the originals are (what copy.deepcopy() would
+        make, without importing copy on the command line's path)."""
         copy = memo.get(id(self))
         if copy is None:
             copy = memo[id(self)] = _Node.__new__(_Node)
             for name in _Node.__slots__:
                 value = getattr(self, name)
-                setattr(copy, name, value.__deepcopy__(memo) if isinstance(value, _Node) else value)
+                setattr(copy, name, value.copied(memo) if isinstance(value, _Node) else value)
         return copy
 
 
@@ -1730,8 +1732,8 @@ class _SyscallEntry:
     def __init__(self, chains, action):
         self.chains, self.action = chains, action
 
-    def __deepcopy__(self, memo):
-        return _SyscallEntry(self.chains.__deepcopy__(memo) if self.chains else None, self.action)
+    def copied(self):
+        return _SyscallEntry(self.chains.copied({}) if self.chains else None, self.action)
 
 
 def _entry_actions(entry):
@@ -2201,7 +2203,7 @@ def _rule_database(arches, rules):
         saved = None
         if any(number in dbs[arch] and _entry_actions(dbs[arch][number]) - {action}
                for arch, number in targets):
-            saved = [(arch, number, copy.deepcopy(dbs[arch].get(number)))
+            saved = [(arch, number, dbs[arch][number].copied() if number in dbs[arch] else None)
                      for arch, number in targets]
         try:
             for arch, number in targets:
