@@ -2614,6 +2614,8 @@ def _q(value):
     """Go's %q for a path: double-quoted, with escapes, for error messages."""
     if not isinstance(value, str):
         return repr(value)
+    if value.isprintable() and "\\" not in value and '"' not in value:
+        return '"%s"' % value       # nothing to escape: setup quotes every path it mounts
     out = value.replace("\\", "\\\\").replace('"', '\\"')
     return '"%s"' % "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in out)
 
