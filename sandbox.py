@@ -283,11 +283,9 @@ def _proc_int(path, fallback):
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-# clone() goes through a binding that keeps the GIL across the call, and a
-# process with other threads (a caller that clones itself: bubblewrap's
-# personality, check()) goes through the interpreter's own fork protocol
-# around it: otherwise another thread could hold the GIL, or its internal
-# lock, at the instant of the clone, and the child would wait for it forever.
+# clone() goes through a binding that keeps the GIL across the call (the
+# child must come back holding it); a process with other threads clones
+# from a fork of itself (see _clone).
 _libc_with_gil = ctypes.PyDLL(None, use_errno=True)
 _libc_with_gil.syscall.restype = ctypes.c_long
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
@@ -5756,17 +5754,47 @@ def _clone(flags):
     global _clone_parent
     _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
     saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
-    threaded = threading.active_count() > 1
-    if threaded:
-        ctypes.pythonapi.PyOS_BeforeFork()
-    pid = _libc_with_gil.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
-    if threaded:
-        if pid == 0:
-            ctypes.pythonapi.PyOS_AfterFork_Child()
-        else:
-            ctypes.pythonapi.PyOS_AfterFork_Parent()
+    # (CLONE_PARENT: only the single-threaded children of _launch_joined)
+    if threading.active_count() > 1 and not flags & CLONE_PARENT:
+        pid = _clone_from_fork(flags)
+    else:
+        pid = _libc_with_gil.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
     if pid != 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+    return pid
+
+
+def _clone_from_fork(flags):
+    """_clone(flags) for a process with other threads (a caller that clones
+    itself: bubblewrap's personality, check()): a child made by os.fork(),
+    which the interpreter makes safe with threads, clones the new process
+    as this one's child (CLONE_PARENT) and exits.  A raw clone() here would
+    copy the threads' claims on the interpreter: with another thread
+    asking for the GIL at that instant, the child's first check of its
+    eval loop hands the GIL over and waits, forever, for a thread that
+    does not exist in it.  Returns the pid, 0 in the new process, or -1
+    with errno set."""
+    result_r, result_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:
+        pid = _libc_with_gil.syscall(SYS_clone, flags | CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            os.close(result_r)
+            os.close(result_w)
+            return 0
+        try:
+            os.write(result_w, struct.pack("ii", pid, ctypes.get_errno()))
+        finally:
+            os._exit(0)
+    os.close(result_w)
+    try:
+        result = os.read(result_r, 8)
+    finally:
+        os.close(result_r)
+        os.waitpid(middle, 0)
+    pid, err = struct.unpack("ii", result) if len(result) == 8 else (-1, errno.ECHILD)
+    if pid < 0:
+        ctypes.set_errno(err)
     return pid
 
 

@@ -6129,6 +6129,7 @@ THREADED_CLONES = r"""
 import sys, threading
 sys.path.insert(0, sys.argv[1])
 import sandbox
+sys.setswitchinterval(1e-6)     # the spinning threads ask for the GIL all the time
 stop = []
 def spin():
     while not stop:
@@ -6137,7 +6138,7 @@ threads = [threading.Thread(target=spin) for _ in range(3)]
 for t in threads:
     t.start()
 try:
-    for i in range(100):
+    for i in range(40):
         c = sandbox.Container("/bin/true", ops=sandbox.Ops().bind("/", "/", 0).tmpfs("/tmp"))
         c.hardened, c.uid, c.gid, c.dir, c.env = False, None, None, None, {"PATH": "/usr/bin:/bin"}
         c.start()
@@ -6153,7 +6154,20 @@ finally:
 def test_a_caller_with_busy_threads_clones_itself_safely():
     """bubblewrap's personality clones the caller itself: with other
     threads running Python, the child must not inherit a GIL (or its lock)
-    held by one of them, or it waits forever."""
-    cp = subprocess.run([sys.executable, "-c", THREADED_CLONES, HERE], capture_output=True,
-                        timeout=120, cwd="/")
-    assert cp.returncode == 0 and cp.stdout == b"ok\n", cp
+    held by one of them, or a request from one of them for it, or it waits
+    forever (a raw clone() hung at once here with a short switch interval).
+    A child that hangs has no parent-death signal yet: the whole process
+    group goes on a timeout."""
+    proc = subprocess.Popen([sys.executable, "-c", THREADED_CLONES, HERE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd="/", start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        out, err = b"", b"timed out"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 0 and out == b"ok\n", (proc.returncode, out, err)
