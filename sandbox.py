@@ -5785,8 +5785,20 @@ def _clone_from_fork(flags):
     eval loop hands the GIL over and waits, forever, for a thread that
     does not exist in it.  Returns the pid, 0 in the new process, or -1
     with errno set."""
-    result_r, result_w = os.pipe2(os.O_CLOEXEC)
-    middle = os.fork()
+    # A pipe or fork that fails (EMFILE; EAGAIN at RLIMIT_NPROC) fails as
+    # clone() would: -1, so that _clone restores the signal mask and the
+    # caller says what failed.
+    try:
+        result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            middle = os.fork()
+        except OSError:
+            os.close(result_r)
+            os.close(result_w)
+            raise
+    except OSError as err:
+        ctypes.set_errno(err.errno)
+        return -1
     if middle == 0:
         pid = _libc_with_gil.syscall(SYS_clone, flags | CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
         if pid == 0:

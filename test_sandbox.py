@@ -6171,3 +6171,33 @@ def test_a_caller_with_busy_threads_clones_itself_safely():
             pass
         proc.wait()
     assert proc.returncode == 0 and out == b"ok\n", (proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["caller", "nobody"])
+def test_a_caller_with_threads_whose_fork_fails_gets_the_clone_error_and_its_state_back(drop):
+    """A caller with other threads clones from a fork of itself: when that
+    fork fails (EAGAIN: RLIMIT_NPROC, here a filter), the caller gets the
+    clone's error, and its signal mask and fds as they were."""
+    def body():
+        waiting = threading.Event()
+        thread = threading.Thread(target=waiting.wait)
+        thread.start()
+        try:
+            # fork() is clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD);
+            # the container's own clone() has neither.
+            forks = sandbox.Arg(0, sandbox.CMP_MASKED_EQ, 0x01200000, 0x01200000)
+            sandbox.seccomp_load(0, [sandbox.Rule("clone", "deny:EAGAIN", forks)])
+            mask, fds = signal.pthread_sigmask(signal.SIG_BLOCK, ()), os.listdir("/proc/self/fd")
+            c = sandbox.Container("/bin/true", ops=sandbox.Ops().bind("/", "/", 0).tmpfs("/tmp"))
+            c.hardened, c.uid, c.gid, c.dir = False, None, None, None
+            c.start()
+            with pytest.raises(sandbox.SandboxError, match="clone: creating namespaces") as info:
+                c.serve()
+            c.close()
+            assert info.value.errno == errno.EAGAIN
+            assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == mask
+            assert sorted(os.listdir("/proc/self/fd")) == sorted(fds)
+        finally:
+            waiting.set()
+            thread.join()
+    _run_forked(body, drop)
