@@ -5788,15 +5788,12 @@ def _clone_from_fork(flags):
     # A pipe or fork that fails (EMFILE; EAGAIN at RLIMIT_NPROC) fails as
     # clone() would: -1, so that _clone restores the signal mask and the
     # caller says what failed.
+    pipe = ()
     try:
-        result_r, result_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            middle = os.fork()
-        except OSError:
-            os.close(result_r)
-            os.close(result_w)
-            raise
+        pipe = result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        middle = os.fork()
     except OSError as err:
+        _close_all(pipe)
         ctypes.set_errno(err.errno)
         return -1
     if middle == 0:
