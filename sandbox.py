@@ -7460,6 +7460,14 @@ class Container:
             return None
         try:
             data = self._chan.recv(65536)
+        except ConnectionResetError:
+            # The sandbox's end went with a message of ours unread (the
+            # command line's filter, when setup failed before init read
+            # it): the kernel says so once, and what init sent is queued.
+            try:
+                data = self._chan.recv(65536)
+            except OSError:
+                data = b""
         except OSError:
             data = b""
         if not data:
