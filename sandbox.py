@@ -4502,7 +4502,9 @@ def _landlock_restrict(ruleset):
 # seccomp filter; when the worker hands over the command's fds and exits,
 # PID 1 drops its capabilities, spawns the command and reaps until
 # everything has exited.  Setup's Python work is done in the worker, whose
-# pages go when it exits, so an idle init stays small.  The helper
+# pages go when it exits, so an idle init stays small.  (The command line's
+# init, a clone of a process that lives as long, does all of it itself, as
+# bubblewrap's does: _init_sets_up.)  The helper
 # keeps shells ready ahead of time ("spares", _SPARES) so that most containers
 # start from the second half; while the requests it serves ask for
 # default_ops(), the spare's worker builds them in sysroot before a request
@@ -5364,50 +5366,17 @@ _SPAWN_FIELDS += ("argv0", "lock_files", "held_fds", "dir_fallbacks")
 
 
 def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()):
-    """The worker: the second half of setup (the file system); then it
-    hands PID 1 what it needs to start the command, and exits.  Its exit
-    (the teardown of a copy of a Python process) overlaps PID 1's work.
-    A spare's worker tells the helper whether the request wanted
-    default_ops(), so that the next spare builds them ahead or not.
-    `trees`: the bind sources the caller opened (see _open_bind_trees)."""
+    """The worker: the second half of setup (_set_up_root); then it hands
+    PID 1 what it needs to start the command, and exits.  Its exit (the
+    teardown of a copy of a Python process) overlaps PID 1's work.  A
+    spare's worker tells the helper whether the request wanted
+    default_ops(), so that the next spare builds them ahead or not."""
     wanted = ahead is not None and ahead.wanted(cfg)
     try:
-        if cfg["report_namespaces"]:
-            _send(chan, "namespaces", _own_namespaces())
-        if cfg["hostname"]:
-            try:
-                socket.sethostname(cfg["hostname"])
-            except OSError as err:
-                _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
-        ops = [_OP_TYPES[kind]._from_values(values) for kind, values in cfg["ops"]]
-        landlock = _landlock_plan(cfg["landlock"], _landlock_abi(), cfg["flags"],
-                                  cfg["allow_connect"], cfg["allow_bind"])
-        state = _SetupState(cfg, stdio[1])
-        state.trees = _trees_by_op(cfg.get("trees", ()), trees)
-        if landlock[1]:
-            state.landlock = _LandlockTargets(landlock)
-        built_ahead = _build_root(ops, state, ahead, wanted)
-        _enter_sysroot()
-        ruleset = None
-        if any(landlock[1:]):
-            if built_ahead and landlock == ahead.landlock_plan and ahead.landlock_ruleset is not None:
-                ruleset = ahead.landlock_ruleset
-            elif built_ahead:
-                ruleset = _landlock_ruleset(landlock, ahead.landlock.kept)
-            elif state.landlock is not None and state.landlock.ruleset is not None:
-                ruleset = state.landlock.ruleset
-            else:
-                ruleset = _landlock_ruleset(landlock)
-            _landlock_request_rules(ruleset, landlock, stdio, cfg["allow_connect"],
-                                    cfg["allow_bind"])
-        slots = [fd is not None for fd in stdio]
-        spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
-        spawn["slots"], spawn["extras"] = slots, len(extras)
-        spawn["landlock"] = ruleset is not None
+        spawn, ruleset = _set_up_root(cfg, chan, stdio, extras, ahead, wanted, trees)
         # The user's seccomp programs (issue 11) go in a memfd: they may be
         # larger than a message.
         programs = cfg["seccomp_programs"]
-        spawn["seccomp_programs"] = [len(program) for program in programs]
         program_fds = [_memfd_holding(b"".join(programs))] if programs else []
         message = marshal.dumps(spawn)
         fds = ([chan] + list(stdio) + list(extras) + program_fds
@@ -5428,6 +5397,47 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
             pass
         helper.close()      # the helper may make the next spare now
     os._exit(0)
+
+
+def _set_up_root(cfg, chan, stdio, extras, ahead=None, wanted=False, trees=()):
+    """The second half of setup (the file system), in the worker or in a
+    PID 1 without one: hostname, the operations, the second pivot and the
+    Landlock ruleset.  Returns (what PID 1 needs to start the command, the
+    ruleset's fd or None).  `trees`: the bind sources the caller opened
+    (see _open_bind_trees)."""
+    if cfg["report_namespaces"]:
+        _send(chan, "namespaces", _own_namespaces())
+    if cfg["hostname"]:
+        try:
+            socket.sethostname(cfg["hostname"])
+        except OSError as err:
+            _fail("sethostname %s" % _q(cfg["hostname"]), err.errno)
+    ops = [_OP_TYPES[kind]._from_values(values) for kind, values in cfg["ops"]]
+    landlock = _landlock_plan(cfg["landlock"], _landlock_abi(), cfg["flags"],
+                              cfg["allow_connect"], cfg["allow_bind"])
+    state = _SetupState(cfg, stdio[1])
+    state.trees = _trees_by_op(cfg.get("trees", ()), trees)
+    if landlock[1]:
+        state.landlock = _LandlockTargets(landlock)
+    built_ahead = _build_root(ops, state, ahead, wanted)
+    _enter_sysroot()
+    ruleset = None
+    if any(landlock[1:]):
+        if built_ahead and landlock == ahead.landlock_plan and ahead.landlock_ruleset is not None:
+            ruleset = ahead.landlock_ruleset
+        elif built_ahead:
+            ruleset = _landlock_ruleset(landlock, ahead.landlock.kept)
+        elif state.landlock is not None and state.landlock.ruleset is not None:
+            ruleset = state.landlock.ruleset
+        else:
+            ruleset = _landlock_ruleset(landlock)
+        _landlock_request_rules(ruleset, landlock, stdio, cfg["allow_connect"],
+                                cfg["allow_bind"])
+    spawn = dict((name, cfg[name]) for name in _SPAWN_FIELDS)
+    spawn["slots"], spawn["extras"] = [fd is not None for fd in stdio], len(extras)
+    spawn["landlock"] = ruleset is not None
+    spawn["seccomp_programs"] = [len(program) for program in cfg["seccomp_programs"]]
+    return spawn, ruleset
 
 
 def _own_namespaces():
@@ -5451,32 +5461,22 @@ def _report_setup_failure(chan, err):
     os._exit(_SETUP_FAILED)
 
 
-def _init_serve(worker, from_worker, fprog, bwrap=None):
+def _init_serve(worker, from_worker, fprog, bwrap=None, set_up=None):
     """PID 1 while the worker sets up and after: take what the worker sends
     (nothing if setup failed: its status is the result), drop privileges,
     start the command, reap until everything has exited, report and leave;
     never returns.  With bubblewrap's defaults and nothing to reap for (no
-    PID namespace of its own, or --as-pid-1) it becomes the command."""
+    PID namespace of its own, or --as-pid-1) it becomes the command.  A
+    PID 1 that set up itself (_init_sets_up: no worker, no from_worker)
+    gives what a worker would have sent as `set_up`."""
     chan = None
     try:
         _confine(fprog)
-        message, fds = _recv_fds(from_worker, _INLINE_LIMIT + 1)
-        from_worker.close()
-        if not message:
+        taken = set_up if set_up is not None else _take_from_worker(from_worker, bwrap)
+        if taken is None:
             status, usage = _reap(worker)
         else:
-            if message == b"M":
-                memfd = fds.pop(0)
-                message = b"I" + os.pread(memfd, os.fstat(memfd).st_size, 0)
-                os.close(memfd)
-            chan, fds = fds[0], fds[1:]
-            spawn = marshal.loads(message[1:])
-            if bwrap is not None:
-                spawn["bwrap"].update(bwrap)    # what this process opened (proc_fd)
-            ruleset = fds.pop() if spawn["landlock"] else None
-            programs = _read_programs(fds.pop(), spawn["seccomp_programs"]) \
-                if spawn["seccomp_programs"] else ()
-            stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
+            spawn, chan, stdio, fds, programs, ruleset = taken
             held = dict(zip(spawn["held_fds"], fds[len(spawn["fd_targets"]):]))
             fds = fds[:len(spawn["fd_targets"])]
             limits = spawn["limits"]
@@ -5489,7 +5489,7 @@ def _init_serve(worker, from_worker, fprog, bwrap=None):
                 _hold_lock_files(spawn["lock_files"])
                 if limits is not None:
                     _set_rlimits(limits)
-                    if limits["reap_worker"]:
+                    if limits["reap_worker"] and worker is not None:
                         os.waitpid(worker, 0)    # a process count is the command's
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
@@ -5499,7 +5499,8 @@ def _init_serve(worker, from_worker, fprog, bwrap=None):
                 _report_setup_failure(chan, err)
             # held["sync"], if any, stays open as long as PID 1 lives.
             if bwrap is not None and bwrap["exec"]:
-                _reap(worker, in_pid_namespace=False)
+                if worker is not None:
+                    _reap(worker, in_pid_namespace=False)
                 if not spawn["quiet"]:
                     _send(chan, "ready")      # before: nothing of ours runs after
                 _exec_command(spawn, chan, stdio, fds, programs)
@@ -5534,18 +5535,42 @@ def _init_serve(worker, from_worker, fprog, bwrap=None):
     os._exit(status)
 
 
+def _take_from_worker(from_worker, bwrap):
+    """What the worker sent (_set_up): (spawn, chan, stdio, the extra fds,
+    the user's seccomp programs, the Landlock ruleset or None); None when
+    it sent nothing (setup failed)."""
+    message, fds = _recv_fds(from_worker, _INLINE_LIMIT + 1)
+    from_worker.close()
+    if not message:
+        return None
+    if message == b"M":
+        memfd = fds.pop(0)
+        message = b"I" + os.pread(memfd, os.fstat(memfd).st_size, 0)
+        os.close(memfd)
+    chan, fds = fds[0], fds[1:]
+    spawn = marshal.loads(message[1:])
+    if bwrap is not None:
+        spawn["bwrap"].update(bwrap)    # what this process opened (proc_fd)
+    ruleset = fds.pop() if spawn["landlock"] else None
+    programs = _read_programs(fds.pop(), spawn["seccomp_programs"]) \
+        if spawn["seccomp_programs"] else ()
+    stdio = [fds.pop(0) if present else None for present in spawn["slots"]]
+    return spawn, chan, stdio, fds, programs, ruleset
+
+
 def _await_id_maps(cfg, chan, fd):
-    """userns_block_fd: the worker reports the namespaces (the command line
-    writes --info-fd: the pid whose maps are to be written), then waits for
-    a byte or EOF on fd, as bubblewrap's parent does before it lets its
-    child go on; meanwhile another process writes the maps."""
+    """userns_block_fd: the worker (or a PID 1 without one) reports the
+    namespaces (the command line writes --info-fd: the pid whose maps are
+    to be written), then waits for a byte or EOF on fd, as bubblewrap's
+    parent does before it lets its child go on; meanwhile another process
+    writes the maps.  The fd stays open: PID 1's copy reaches the
+    command, as bubblewrap's command inherits it."""
     _send(chan, "namespaces", _own_namespaces())
     cfg["report_namespaces"] = False
     try:
         os.read(fd, 1)
     except OSError:
         pass            # bubblewrap ignores it too: setup then fails unmapped
-    os.close(fd)
 
 
 def _fork_worker(stdio, extras):
@@ -5579,6 +5604,8 @@ def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
         if bwrap is not None:
             keep.append(bwrap["userns_block_fd"])
         _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap, outside)
+        if cfg["init_sets_up"]:
+            _init_sets_up(cfg, chan, stdio, extras, key, trees, outside)
         worker, link = _fork_worker(stdio, list(extras) + list(trees))
     except BaseException as err:
         _report_setup_failure(chan, err)
@@ -5597,10 +5624,37 @@ def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
     _init_serve(worker, link, None if filter_program is None else _fprog(filter_program), bwrap)
 
 
+def _init_sets_up(cfg, chan, stdio, extras, key, trees=(), outside=False):
+    """The command line's PID 1 sets up the container itself, as
+    bubblewrap's does, then serves it; never returns.  A worker (a second
+    copy of the Python process, its clone, the hand-over and its exit)
+    earns its keep where PID 1 lives long and must stay small (the
+    helper's containers, spares); the command line's process is as large
+    as the init it clones and lives as long.  What PID 1 holds once setup
+    is done is what a worker would have handed it."""
+    bwrap = cfg["bwrap"]
+    try:
+        # Close-on-exec, as a worker hands them over: the command gets them
+        # at their targets only, not at the caller's numbers too.
+        for fd in list(stdio) + list(extras):
+            if fd is not None:
+                os.set_inheritable(fd, False)
+        if bwrap is not None and bwrap["userns_block_fd"] is not None:
+            _await_id_maps(cfg, chan, bwrap["userns_block_fd"])
+        _init_namespaces(key, bwrap, outside)
+        # (each bind closes its tree once it is mounted)
+        spawn, ruleset = _set_up_root(cfg, chan, stdio, extras, trees=trees)
+        program = _filter_from_caller(chan) if cfg["filter_follows"] else cfg["filter"]
+    except BaseException as err:
+        _report_setup_failure(chan, err)
+    _init_serve(None, None, None if program is None else _fprog(program), bwrap,
+                (spawn, chan, list(stdio), list(extras), cfg["seccomp_programs"], ruleset))
+
+
 def _filter_from_caller(chan):
     """The seccomp program the command line's process compiles while this
-    init and its worker set up (see Container._request); nothing (the
-    caller failed or died): exit."""
+    init sets up (see Container._request); nothing (the caller failed or
+    died): exit."""
     try:
         message = os.read(chan, _INLINE_LIMIT + 1)
     except OSError as err:
@@ -7025,6 +7079,7 @@ class Container:
         self.returncode = None
         self._chan = None
         self._local = False       # the command line clones from its own process
+        self._command_line = False    # its init sets up itself (_init_sets_up)
         self._quiet = False       # run(): no "pid"/"ready" messages, one wake-up at exit
         self._reaped = False
         self._stage = "new"
@@ -7263,11 +7318,12 @@ class Container:
             "dir_fallbacks": self._dir_fallbacks,
             "report_namespaces": self._want_namespaces,
             # The command line clones first and compiles while the sandbox
-            # sets up (its init waits for the program only once its worker
-            # runs): ~1 ms less to wait for (issue 15).
+            # sets up (its init waits for the program only once it has set
+            # up): ~1 ms less to wait for (issue 15).
             "filter": None if self._filter_follows() else
             _compiled_filter(seccomp, HOST_ARCH, self._filter_rules()),
             "filter_follows": self._filter_follows(),
+            "init_sets_up": self._local and self._command_line,
             "user_seccomp": int(bool(self._filter_rules())),
             "bwrap": None,
         }
@@ -9751,6 +9807,7 @@ def _run_command_line(container, cl, forward=None, held=None):
         # directory; with -m the working directory) the sandbox may write.
         import json     # noqa: F401
     container._want_namespaces = cl.info_fd is not None or cl.json_status_fd is not None
+    container._command_line = True
     try:
         container.start()
         container._request()

@@ -3457,6 +3457,58 @@ def test_cli_dies_with_its_parent(cli):
         os.rmdir(data)
 
 
+def _children_of(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _command_line_init(launched, wanted_fds):
+    """The init of a command line (Popen `launched`, its command started
+    and running) once it holds `wanted_fds` fds, or after 30 s: (its pid,
+    {fd: what it is}, its children, /proc/PID/status)."""
+    init, = _children_of(launched.pid)
+    deadline = time.monotonic() + 30
+    while True:
+        fds = {}
+        for name in os.listdir("/proc/%d/fd" % init):
+            try:
+                fds[int(name)] = os.readlink("/proc/%d/fd/%s" % (init, name))
+            except FileNotFoundError:
+                pass
+        if len(fds) == wanted_fds or time.monotonic() > deadline:
+            return init, fds, _children_of(init), _status(init)
+        time.sleep(0.01)
+
+
+def test_cli_init_sets_up_itself_and_keeps_nothing(cli):
+    """The command line's PID 1 sets up the container itself (no worker,
+    issue 15).  While the command runs it holds one fd, its channel to the
+    command line (no bind source the caller opened, nothing setup opened,
+    no stdio), no capability, no_new_privs and the filter; it is not
+    dumpable, and its one child is the command, PID 2."""
+    _needs_root()       # (the fds of a process that is not dumpable)
+    data = shared_dir()     # bound writable: a root caller opens its tree for init
+    launched = subprocess.Popen(cli.command + ["--ro-bind", "/", "/", "--bind", data, "/tmp",
+                                               "--", "/bin/sh", "-c", "echo $$; exec sleep 60"],
+                                preexec_fn=cli.preexec, cwd="/", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    try:
+        assert launched.stdout.readline() == b"2\n"
+        init, fds, children, fields = _command_line_init(launched, 1)
+        assert list(fds.values())[0].startswith("socket:") and len(fds) == 1, fds
+        assert len(children) == 1, children
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+            assert int(fields[cap], 16) == 0, (cap, fields[cap])
+        assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2", fields
+        # Not dumpable: its /proc/PID/fd is host root's, the command's its own.
+        assert os.stat("/proc/%d/fd" % init).st_uid == 0
+        assert os.stat("/proc/%d/fd" % children[0]).st_uid == NOBODY
+    finally:
+        launched.kill()
+        launched.communicate()
+        os.rmdir(data)
+
+
 def test_init_whose_parent_died_before_its_death_signal_exits():
     """init sets its parent-death signal after clone(): a parent that died
     in between is seen by comparing its parent (as /proc shows it) with
@@ -4476,6 +4528,31 @@ def test_bwrap_disable_userns(bwrap):
         assert cp.stderr == b"bwrap: --disable-userns requires --unshare-user\n"
 
 
+def test_bwrap_init_holds_only_its_channel(bwrap):
+    """bubblewrap's personality on the command line: its PID 1 (which sets
+    up the container itself, issue 15) holds, while the command runs, its
+    channel and nothing else (the caller passed only stdio, which it
+    closed), no capability and no_new_privs; its one child is the command,
+    PID 2."""
+    _needs_root()
+    launched = subprocess.Popen(
+        [bwrap.path, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "sh", "-c",
+         "echo $$; exec sleep 60"],
+        preexec_fn=bwrap.preexec, env=bwrap.env, cwd="/", stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    try:
+        assert launched.stdout.readline() == b"2\n"
+        init, fds, children, fields = _command_line_init(launched, 1)
+        assert list(fds.values())[0].startswith("socket:") and len(fds) == 1, fds
+        assert len(children) == 1, children
+        for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
+            assert int(fields[cap], 16) == 0, (cap, fields[cap])
+        assert fields["NoNewPrivs"].strip() == "1", fields
+    finally:
+        launched.kill()
+        launched.communicate()
+
+
 def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
     """--userns-block-fd: the sandbox writes no maps; once --info-fd says
     the pid, a process outside (of the caller's uid) writes them while
@@ -4486,7 +4563,8 @@ def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
         proc = subprocess.Popen(
             [bwrap.path, "--unshare-user", "--info-fd", str(info_w), "--userns-block-fd",
              str(block_r), "--ro-bind", "/", "/"] + list(extra) + [
-             "sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map"],
+             "sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
+             "test -e /proc/self/fd/%d && echo block-fd-held" % block_r],
             pass_fds=(info_w, block_r), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             preexec_fn=bwrap.preexec, env=bwrap.env, cwd="/")
         os.close(info_w)
@@ -4516,6 +4594,8 @@ def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
         assert lines[:2] == ["4321", "4322"]
         assert lines[2].split() == ["4321", str(host_uid), "1"]
         assert lines[3].split() == ["4322", str(host_gid), "1"]
+        # As bubblewrap's (0.8, tried): the command inherits the block fd.
+        assert lines[4] == "block-fd-held", lines
     # bubblewrap's checks and words: --unshare-user itself, and --info-fd.
     for args, message in (
             (("--userns-block-fd", "0", "--info-fd", "1"),
