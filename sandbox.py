@@ -186,6 +186,10 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+# wait4() option: children of any exit signal (without it, a child whose exit
+# signal is not SIGCHLD is not waited for, nor counted: ECHILD once only it
+# is left).
+WAIT_ALL = 0x40000000       # __WALL
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -4515,7 +4519,8 @@ def _landlock_restrict(ruleset):
 # the top of this module.  Messages to the parent travel as marshal'd tuples
 # over a SOCK_SEQPACKET channel: ("error", message, errno) if setup fails;
 # ("ready",) once the command has started; ("exec", errno, what) if it
-# could not be executed; ("exit", status) once everything is reaped.
+# could not be executed; ("exit", status) once everything is reaped (the
+# worker, done before the command started, need not be: _init_serve).
 # ---------------------------------------------------------------------------
 
 LINGER_SECONDS = 5.0
@@ -4524,7 +4529,12 @@ _SETUP_FAILED = 125
 # The seccomp options of a container with no flags: what spares are made for.
 _DEFAULT_SECCOMP = 0x1E
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-_INIT_SIGNALS = {signal.SIGCHLD} | set(_FORWARDED_SIGNALS)
+# The exit signal of PID 1's worker: not SIGCHLD, so that waiting for the
+# command and the rest passes the worker over (_init_serve); on this one
+# PID 1 reaps the worker alone (the command may send it too: it changes
+# nothing).
+_WORKER_SIGNAL = signal.SIGUSR1
+_INIT_SIGNALS = {signal.SIGCHLD, _WORKER_SIGNAL} | set(_FORWARDED_SIGNALS)
 # Python and the helper ignore some signals; the command starts with none ignored.
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
                   signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGTSTP,
@@ -5388,6 +5398,9 @@ def _set_up(cfg, chan, stdio, extras, to_init, helper=None, ahead=None, trees=()
         else:
             message = b"I" + message
         _send_fds(to_init, message, fds)
+        # Init has them now: no pipe of the command's waits for EOF on this
+        # process's exit (its memory is freed first: ~1 ms).
+        _close_all(fds)
     except BaseException as err:
         _report_setup_failure(chan, err)
     if helper is not None:
@@ -5474,7 +5487,7 @@ def _init_serve(worker, from_worker, fprog, bwrap=None, set_up=None):
         _confine(fprog)
         taken = set_up if set_up is not None else _take_from_worker(from_worker, bwrap)
         if taken is None:
-            status, usage = _reap(worker)
+            status = _wait_status(os.waitpid(worker, WAIT_ALL)[1])
         else:
             spawn, chan, stdio, fds, programs, ruleset = taken
             held = dict(zip(spawn["held_fds"], fds[len(spawn["fd_targets"]):]))
@@ -5490,7 +5503,7 @@ def _init_serve(worker, from_worker, fprog, bwrap=None, set_up=None):
                 if limits is not None:
                     _set_rlimits(limits)
                     if limits["reap_worker"] and worker is not None:
-                        os.waitpid(worker, 0)    # a process count is the command's
+                        os.waitpid(worker, WAIT_ALL)    # a process count is the command's
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
                 if "block" in held:
@@ -5529,8 +5542,16 @@ def _init_serve(worker, from_worker, fprog, bwrap=None, set_up=None):
             _send(chan, "error", "init: %s" % (err,), getattr(err, "errno", 0) or 0)
         os._exit(_SETUP_FAILED)
     if chan is not None:
-        # Everything in the namespace has been reaped: the parent may know
-        # now, without waiting for the kernel to tear the namespaces down.
+        # Everything in the namespace has been reaped but a worker made with
+        # _WORKER_SIGNAL (wait4 without WAIT_ALL passes it over; a process
+        # of the command's made init's child, reparented or CLONE_PARENT,
+        # always has SIGCHLD): it handed over and closed the channel and the
+        # command's files before the command started, and has exited or is
+        # about to, no more than telling the helper it is done; the kernel
+        # may still be freeing its copy of this process's memory (~1 ms),
+        # which the parent need not wait for.  It goes before PID 1 does,
+        # as all else in the namespace.  The parent may know now, without
+        # waiting for the kernel to tear the namespaces down.
         _send(chan, "exit", status, *usage)
     os._exit(status)
 
@@ -5573,14 +5594,16 @@ def _await_id_maps(cfg, chan, fd):
         pass            # bubblewrap ignores it too: setup then fails unmapped
 
 
-def _fork_worker(stdio, extras):
+def _fork_worker(stdio, extras, exit_signal=_WORKER_SIGNAL):
     """Fork PID 1's worker; returns (worker pid, PID 1's end of their
-    socket) in PID 1 and (0, the worker's end) in the worker."""
+    socket) in PID 1 and (0, the worker's end) in the worker.  With
+    _WORKER_SIGNAL as its exit signal (PID 1 of its own PID namespace)
+    _reap does not wait for it: see _init_serve."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     _set_last_pid(2)        # the worker is PID 3: 2 is the command's
     # A bare clone, as init itself was made: os.fork()'s Python hooks would
     # touch (and so copy) pages of this process for nothing.
-    worker = _clone(0)
+    worker = _clone(0, exit_signal)
     if worker < 0:
         _fail("forking the worker", ctypes.get_errno())
     if worker == 0:
@@ -5606,7 +5629,10 @@ def _container_init(cfg, chan, stdio, extras, cgroup, trees=(), outside=False):
         _init_process(key, [fd for fd in keep if fd is not None], cgroup, bwrap, outside)
         if cfg["init_sets_up"]:
             _init_sets_up(cfg, chan, stdio, extras, key, trees, outside)
-        worker, link = _fork_worker(stdio, list(extras) + list(trees))
+        # (with bubblewrap's defaults init may be no PID 1: it reaps the
+        # worker, whose exit signal is SIGCHLD, as any child)
+        worker, link = _fork_worker(stdio, list(extras) + list(trees),
+                                    _WORKER_SIGNAL if bwrap is None else signal.SIGCHLD)
     except BaseException as err:
         _report_setup_failure(chan, err)
     if worker == 0:
@@ -5698,7 +5724,9 @@ def _wait_status(status):
 def _reap(command, forward_to=None, worker=None, limits=None, in_pid_namespace=True,
           bubblewrap=None):
     """PID 1's loop: forward SIGINT/SIGTERM/SIGHUP to the command (or to
-    forward_to, a pid or -pgid), reap everything, and once the command has
+    forward_to, a pid or -pgid), reap everything (a worker made with
+    _WORKER_SIGNAL, which wait4 passes over, when that signal says it has
+    exited, and never waited for), and once the command has
     exited give the rest LINGER_SECONDS, then kill and reap them; at the
     wall-time limit, kill everything.  Returns the command's status and
     the usage of all but the worker: (Report status, signal or 0, wall
@@ -5757,7 +5785,15 @@ def _reap(command, forward_to=None, worker=None, limits=None, in_pid_namespace=T
             info = signal.sigtimedwait(_INIT_SIGNALS, remaining)
         else:
             info = signal.sigwaitinfo(_INIT_SIGNALS)
-        if info is not None and info.si_signo != signal.SIGCHLD and raw is None:
+        if info is None:
+            continue
+        if info.si_signo == _WORKER_SIGNAL and worker is not None:
+            try:
+                if os.waitpid(worker, os.WNOHANG | WAIT_ALL)[0]:
+                    worker = None       # (its pid may be another's next)
+            except ChildProcessError:
+                worker = None
+        elif info.si_signo in _FORWARDED_SIGNALS and raw is None:
             try:
                 os.kill(forward_to, info.si_signo)
             except OSError:
@@ -5812,10 +5848,12 @@ def _check_parent_alive():
         os._exit(_SETUP_FAILED)
 
 
-def _clone(flags):
+def _clone(flags, exit_signal=signal.SIGCHLD):
     """clone() as fork() does it, with the init signals blocked across it:
     the child must not run this process's Python signal handlers before it
-    has reset them, and what arrives meanwhile stays pending for it."""
+    has reset them, and what arrives meanwhile stays pending for it.  The
+    child's `exit_signal` is SIGCHLD where this process has other threads
+    (the child of _clone_from_fork inherits it)."""
     global _clone_parent
     _clone_parent = _procfs_ppid() if flags & CLONE_PARENT else _procfs_pid()
     saved = signal.pthread_sigmask(signal.SIG_BLOCK, _INIT_SIGNALS)
@@ -5823,7 +5861,7 @@ def _clone(flags):
     if threading.active_count() > 1 and not flags & CLONE_PARENT:
         pid = _clone_from_fork(flags)
     else:
-        pid = _libc_with_gil.syscall(SYS_clone, flags | signal.SIGCHLD, 0, 0, 0, 0)
+        pid = _libc_with_gil.syscall(SYS_clone, flags | exit_signal, 0, 0, 0, 0)
     if pid != 0:
         signal.pthread_sigmask(signal.SIG_SETMASK, saved)
     return pid

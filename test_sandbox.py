@@ -1621,6 +1621,74 @@ def test_lingering_process_is_killed_after_the_grace_period(as_user):
     as_user(body)
 
 
+LEFTOVERS = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_CLONE, CLONE_PARENT = int(sys.argv[1]), 0x8000
+def leftover(mark):
+    os.close(1)             # run() reads stderr to its end: not theirs
+    os.close(2)
+    time.sleep(0.3)
+    os.write(3, mark)
+    os._exit(0)
+if os.fork() == 0:          # orphaned: init's child
+    if os.fork() == 0:
+        leftover(b"o")
+    os._exit(0)
+if libc.syscall(SYS_CLONE, CLONE_PARENT, 0, 0, 0, 0) == 0:    # init's child, no exit signal asked
+    leftover(b"p")
+if os.fork() == 0:          # made with no exit signal, then orphaned
+    if libc.syscall(SYS_CLONE, 0, 0, 0, 0, 0) == 0:
+        leftover(b"z")
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"hostname": "own"}], ids=["spare", "cloned"])
+def test_exit_comes_after_every_process_but_the_worker(as_user, kwargs):
+    """Init tells the caller "exit" without waiting for its worker (made
+    with no exit signal), yet only once every other process has been
+    reaped: the command's leftovers, orphaned or made init's child with
+    CLONE_PARENT, with or without an exit signal of their own (the kernel
+    gives each SIGCHLD), have all finished when run() returns (init's own
+    exit would have killed any still running)."""
+    def body():
+        r, w = os.pipe2(os.O_NONBLOCK)
+        try:
+            cp = sandbox.run([SYSTEM_PYTHON, "-I", "-S", "-c", LEFTOVERS, str(sandbox.SYS_clone)],
+                             extra_files=[w], env=ENV, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, **kwargs)
+            assert cp.returncode == 0, cp.stderr
+            os.close(w)
+            w = None
+            assert sorted(os.read(r, 100)) == sorted(b"opz")
+        finally:
+            _close_fds([fd for fd in (r, w) if fd is not None])
+    as_user(body)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"hostname": "own"}], ids=["spare", "cloned"])
+def test_the_worker_is_reaped_while_the_command_runs(kwargs):
+    """The worker, which init does not wait for before "exit", is reaped
+    when it exits all the same (its exit signal wakes init): no zombie
+    stays in the sandbox, visible to the command, for as long as it runs."""
+    with sandbox.Popen(["/bin/sh", "-c", "echo up; read x"], stdin=sandbox.PIPE,
+                       stdout=sandbox.PIPE, env=ENV, **kwargs) as p:
+        assert p.stdout.readline() == b"up\n"
+        command = None
+        for _ in range(500):          # the worker may still be exiting
+            processes = sandbox_processes(p.pid)
+            if len(processes) == 1:
+                command = processes[0]
+                break
+            time.sleep(0.02)
+        assert command is not None and cmdline_of(command).split(b"\0")[:2] == [b"/bin/sh", b"-c"], \
+            [(pid, cmdline_of(pid), is_zombie(pid)) for pid in sandbox_processes(p.pid)]
+        p.stdin.write(b"\n")
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+
+
 def test_extra_files_arrive_as_3_and_up(as_user):
     def body():
         r1, w1 = os.pipe()
@@ -3311,10 +3379,10 @@ def test_bubblewrap_processes_made_in_joined_namespaces_are_not_dumpable(as_user
             os.write(report_w, b"%s %s" % (who, os.read(answer_r, 64)))
         clone, init_process = sandbox._clone, sandbox._init_process
 
-        def second_child_clones(flags):
+        def second_child_clones(flags, *exit_signal):
             if flags & sandbox.CLONE_PARENT and flags & sandbox.CLONE_NEWPID:
                 holder_tries(b"second")
-            return clone(flags)
+            return clone(flags, *exit_signal)
 
         def init_starts(*args, **kwargs):
             holder_tries(b"init")
