@@ -2513,6 +2513,17 @@ def is_zombie(pid):
         return True
 
 
+def is_exiting(pid):
+    """Whether a process is gone or on its way (PF_EXITING: its memory
+    being freed; no longer listed in cgroup.procs)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0] in "ZX" or bool(int(fields[6]) & 0x4)
+    except OSError:
+        return True
+
+
 def cmdline_of(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -2879,7 +2890,7 @@ def test_a_cgroup2_directory_gets_a_child_cgroup_per_sandbox(who):
             first += os.read(r, 4096)
         children = [n for n in os.listdir(path) if n.startswith("sandbox-")]
         assert len(children) == 1 and b"\n0::/\n" in b"\n" + first   # its own cgroup namespace
-        live = [p for p in sandbox_processes(c.pid) if not is_zombie(p)]   # (not its worker)
+        live = [p for p in sandbox_processes(c.pid) if not is_exiting(p)]   # (not its worker)
         with open(os.path.join(path, children[0], "cgroup.procs")) as f:
             inside = [int(p) for p in f.read().split()]
         assert c.pid in inside and live and set(live) <= set(inside)
