@@ -4923,6 +4923,11 @@ def _bwrap_finish(bwrap):
         _write_at(proc, "self/setgroups", b"deny\n", "setgroups")
         _write_at(proc, "self/gid_map", b"%d %d 1\n" % (gid, gid), "gid_map")
         _prctl(PR_SET_DUMPABLE, 0, what="uid_map: dumpable")
+        # The caller's /proc, read-write: PID 1 ends dumpable, and a command
+        # that took this fd from it would reach the host's processes and,
+        # as a root caller's uid 0, write the host's sysctls.
+        bwrap["proc_fd"] = None
+        os.close(proc)
     if bwrap["disable_userns"] or bwrap["assert_userns_disabled"]:
         if _libc.unshare(CLONE_NEWUSER) == 0:
             _fail("creation of new user namespaces was not disabled as requested")

@@ -4607,6 +4607,19 @@ def test_bwrap_disable_userns(bwrap):
         assert cp.stderr == b"bwrap: --disable-userns requires --unshare-user\n"
 
 
+def test_bwrap_disable_userns_leaves_init_no_host_proc(bwrap):
+    """--disable-userns: PID 1 writes the nested namespace's maps through
+    the caller's /proc, opened before it pivoted; it ends dumpable, so the
+    command may take any fd it holds (/proc/1/fd).  It holds no directory:
+    with that /proc the command saw the host's processes and, as a root
+    caller's uid 0, wrote the host's sysctls (bubblewrap closes it too)."""
+    cp = bwrap("--unshare-user", "--disable-userns", "--unshare-pid", "--ro-bind", "/", "/",
+               "--proc", "/proc", "sh", "-c",
+               "for f in /proc/1/fd/*; do test -d $f && echo $f; done; "
+               "test -n \"$(ls /proc/1/fd)\" && echo done")     # (it may look)
+    assert (cp.returncode, cp.stdout) == (0, b"done\n"), cp
+
+
 def test_bwrap_init_holds_only_its_channel(bwrap):
     """bubblewrap's personality on the command line: its PID 1 (which sets
     up the container itself, issue 15) holds, while the command runs, its
