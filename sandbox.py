@@ -5021,16 +5021,21 @@ def _fork_command(cfg, chan, stdio, extras, programs=()):
     """The command as a child of an init that keeps no capability, as
     bubblewrap's PID 1: the child inherits this process's capabilities
     (the ambient set needs them here) and waits to execute until this
-    process has dropped them; returns once it has executed (or failed to,
-    which it has reported by then)."""
+    process has dropped them and loaded the user's seccomp programs
+    (bubblewrap's init loads them too: it is dumpable, and the command may
+    ptrace it or write its memory, to make the calls its own filter
+    refuses); returns once it has executed (or failed to, which it has
+    reported by then)."""
     hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
     started_r, started_w = os.pipe2(os.O_CLOEXEC)
     command = _clone(0)
     if command == 0:
         os.close(hold_w)
         os.close(started_r)
-        os.read(hold_r, 1)
+        go = os.read(hold_r, 1)
         os.close(hold_r)
+        if not go:
+            os._exit(_SETUP_FAILED)      # this process failed: nothing runs
         if cfg["bwrap"]["die_with_parent"]:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, what="parent-death signal")
         if not cfg["flags"] & FAllowTTY:
@@ -5045,6 +5050,16 @@ def _fork_command(cfg, chan, stdio, extras, programs=()):
             _capset(0, 0, 0)
         except SandboxError:
             pass          # as bubblewrap: a policy denying capset does not stop it
+        for program in programs:
+            fprog = _fprog(program)
+            if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog[0], 0, 0) < 0:
+                err = ctypes.get_errno()
+                _report_setup_failure(chan, SandboxError(
+                    "Unable to set up system call filtering as requested: prctl(PR_SET_SECCOMP) "
+                    "reported EINVAL. (Hint: this requires a kernel configured with "
+                    "CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER.)", err) if err == errno.EINVAL
+                    else SandboxError("seccomp: loading the filter: %s" % os.strerror(err), err))
+        os.write(hold_w, b"g")
     finally:
         os.close(hold_w)
     _read_all(started_r)      # EOF: executed (its copy closed on exec) or exited

@@ -4620,6 +4620,35 @@ def test_bwrap_disable_userns_leaves_init_no_host_proc(bwrap):
     assert (cp.returncode, cp.stdout) == (0, b"done\n"), cp
 
 
+def test_bwrap_init_loads_the_seccomp_programs_too(bwrap):
+    """--seccomp, --add-seccomp-fd: bubblewrap's init loads the programs
+    as the command does.  It is dumpable and capability-free: a command
+    whose filter refuses a call could make PID 1 make it (ptrace, or a
+    write to /proc/1/mem), were PID 1 not under the same filter."""
+    with tempfile.TemporaryFile() as deny, tempfile.TemporaryFile() as allow, \
+            tempfile.TemporaryFile() as bad:
+        deny.write(DENY_CHMOD)
+        allow.write(_bpf_program([], _RET_ALLOW, _RET_ALLOW))
+        bad.write(struct.pack("<HBBI", 0x05, 0, 0, 9))     # a jump out of the program
+        fds = [deny.fileno(), allow.fileno(), bad.fileno()]
+        for f in (deny, allow, bad):
+            f.flush()
+            f.seek(0)
+        cp = bwrap("--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc",
+                   "--add-seccomp-fd", str(fds[0]), "--add-seccomp-fd", str(fds[1]), "sh", "-c",
+                   "grep ^Seccomp /proc/1/status; echo; grep ^Seccomp /proc/$$/status",
+                   pass_fds=fds)
+        init, command = cp.stdout.decode().split("\n\n")
+        assert cp.returncode == 0 and "Seccomp:\t2\nSeccomp_filters:\t2" in command, cp
+        assert init + "\n" == command, cp
+        cp = bwrap("--unshare-pid", "--ro-bind", "/", "/", "--seccomp", str(fds[2]), "true",
+                   pass_fds=fds)
+        assert (cp.returncode, cp.stderr) == (1, b"bwrap: Unable to set up system call filtering "
+                                              b"as requested: prctl(PR_SET_SECCOMP) reported "
+                                              b"EINVAL. (Hint: this requires a kernel configured "
+                                              b"with CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER.)\n")
+
+
 def test_bwrap_init_holds_only_its_channel(bwrap):
     """bubblewrap's personality on the command line: its PID 1 (which sets
     up the container itself, issue 15) holds, while the command runs, its
