@@ -3559,6 +3559,20 @@ def _command_line_init(launched, wanted_fds):
         time.sleep(0.01)
 
 
+def _init_holding_only_its_channel(launched, *more_caps):
+    """The command line's PID 1 while its command runs: it holds one fd, a
+    socket (its channel), has one child, no capability (those named and
+    `more_caps` empty) and no_new_privs.  Returns (pid, status fields,
+    children)."""
+    init, fds, children, fields = _command_line_init(launched, 1)
+    assert list(fds.values())[0].startswith("socket:") and len(fds) == 1, fds
+    assert len(children) == 1, children
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb") + more_caps:
+        assert int(fields[cap], 16) == 0, (cap, fields[cap])
+    assert fields["NoNewPrivs"].strip() == "1", fields
+    return init, fields, children
+
+
 def test_cli_init_sets_up_itself_and_keeps_nothing(cli):
     """The command line's PID 1 sets up the container itself (no worker,
     issue 15).  While the command runs it holds one fd, its channel to the
@@ -3573,12 +3587,8 @@ def test_cli_init_sets_up_itself_and_keeps_nothing(cli):
                                 stderr=subprocess.PIPE)
     try:
         assert launched.stdout.readline() == b"2\n"
-        init, fds, children, fields = _command_line_init(launched, 1)
-        assert list(fds.values())[0].startswith("socket:") and len(fds) == 1, fds
-        assert len(children) == 1, children
-        for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-            assert int(fields[cap], 16) == 0, (cap, fields[cap])
-        assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2", fields
+        init, fields, children = _init_holding_only_its_channel(launched, "CapBnd")
+        assert fields["Seccomp"].strip() == "2", fields
         # Not dumpable: its /proc/PID/fd is host root's, the command's its own.
         assert os.stat("/proc/%d/fd" % init).st_uid == 0
         assert os.stat("/proc/%d/fd" % children[0]).st_uid == NOBODY
@@ -4663,12 +4673,7 @@ def test_bwrap_init_holds_only_its_channel(bwrap):
         stderr=subprocess.PIPE)
     try:
         assert launched.stdout.readline() == b"2\n"
-        init, fds, children, fields = _command_line_init(launched, 1)
-        assert list(fds.values())[0].startswith("socket:") and len(fds) == 1, fds
-        assert len(children) == 1, children
-        for cap in ("CapInh", "CapPrm", "CapEff", "CapAmb"):
-            assert int(fields[cap], 16) == 0, (cap, fields[cap])
-        assert fields["NoNewPrivs"].strip() == "1", fields
+        _init_holding_only_its_channel(launched)
     finally:
         launched.kill()
         launched.communicate()
