@@ -4593,6 +4593,118 @@ def _send(chan, *message):
         pass
 
 
+# A container's messages are read by its caller, outside the sandbox, and a
+# command can take over a PID 1 that is dumpable (the bwrap personality's,
+# as bubblewrap's) and send anything on its channel; marshal.loads is not
+# meant for what an adversary made.  The caller reads marshal's format for
+# the plain values these messages hold, and refuses every other shape.
+_PLAIN_STRINGS = {ord("u"): "utf-8", ord("t"): "utf-8", ord("a"): "latin-1",
+                  ord("A"): "latin-1", ord("s"): None}
+_SHORT_STRINGS = (ord("z"), ord("Z"))     # ASCII, with a one-byte length
+_PLAIN_CONSTANTS = {ord("N"): None, ord("T"): True, ord("F"): False}
+_INT32 = struct.Struct("<i")
+_FLOAT64 = struct.Struct("<d")
+_MESSAGE_SHAPES = {
+    "pid": [(int,)],
+    "ready": [()],
+    "namespaces": [(list,)],
+    "error": [(str, int)],
+    "exec": [(int, (str, bytes))],
+    # status, or status and (Report status, signal, wall time, user and
+    # system CPU seconds, max RSS)
+    "exit": [(int,), (int, str, int, float, float, float, int)],
+}
+
+
+def _loads_plain(data):
+    """marshal.loads for None, booleans, ints, floats, str, bytes, and
+    tuples and lists of them (nested at most 4 deep); ValueError,
+    IndexError or struct.error for anything else or anything malformed."""
+    refs = []
+
+    def value(pos, depth):
+        code = data[pos]
+        kind, pos = code & 0x7F, pos + 1
+        slot = -1
+        if code & 0x80:             # marshal's FLAG_REF: a later "r" names it
+            slot = len(refs)
+            refs.append(refs)       # (a placeholder no value can be)
+        if kind == 0x69:            # "i"
+            result, pos = _INT32.unpack_from(data, pos)[0], pos + 4
+        elif kind in _SHORT_STRINGS or kind in _PLAIN_STRINGS:
+            if kind in _SHORT_STRINGS:
+                size, pos = data[pos], pos + 1
+            else:
+                size, pos = _INT32.unpack_from(data, pos)[0], pos + 4
+            if size < 0 or pos + size > len(data):
+                raise ValueError("truncated")
+            result, pos = data[pos:pos + size], pos + size
+            encoding = _PLAIN_STRINGS.get(kind, "latin-1")
+            if encoding is not None:
+                result = result.decode(encoding, "surrogatepass")
+        elif kind == 0x67:          # "g"
+            result, pos = _FLOAT64.unpack_from(data, pos)[0], pos + 8
+        elif kind in (0x28, 0x29, 0x5B):     # "(", ")", "["
+            if kind == 0x29:
+                count, pos = data[pos], pos + 1
+            else:
+                count, pos = _INT32.unpack_from(data, pos)[0], pos + 4
+            if not 0 <= count <= len(data) or depth >= 4:
+                raise ValueError("bad length or nested too deep")
+            items = []
+            for _ in range(count):
+                item, pos = value(pos, depth + 1)
+                items.append(item)
+            result = items if kind == 0x5B else tuple(items)
+        elif kind in _PLAIN_CONSTANTS:
+            result = _PLAIN_CONSTANTS[kind]
+        elif kind == 0x6C:          # "l": signed count of 15-bit digits
+            count, pos = _INT32.unpack_from(data, pos)[0], pos + 4
+            if not 0 < abs(count) <= 8:
+                raise ValueError("integer too large")
+            digits = struct.unpack_from("<%dH" % abs(count), data, pos)
+            pos += 2 * abs(count)
+            if max(digits) >> 15:
+                raise ValueError("bad digit")
+            result = sum(digit << (15 * index) for index, digit in enumerate(digits))
+            result = -result if count < 0 else result
+        elif kind == 0x72:          # "r"
+            index, pos = _INT32.unpack_from(data, pos)[0], pos + 4
+            if not 0 <= index < len(refs) or refs[index] is refs:
+                raise ValueError("bad reference")
+            result = refs[index]
+        else:
+            raise ValueError("type %r" % chr(kind))
+        if slot >= 0:
+            refs[slot] = result
+        return result, pos
+
+    result, end = value(0, 0)
+    if end != len(data):
+        raise ValueError("trailing data")
+    return result
+
+
+def _container_message(data):
+    """A message from a container's channel, or None when it is none that
+    init sends (see _MESSAGE_SHAPES)."""
+    try:
+        message = _loads_plain(data)
+    except (ValueError, IndexError, struct.error):
+        return None
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        return None
+    for shape in _MESSAGE_SHAPES.get(message[0], ()):
+        if len(shape) == len(message) - 1 and all(
+                isinstance(field, kinds) and (kinds is not int or type(field) is not bool)
+                for field, kinds in zip(message[1:], shape)):
+            if message[0] != "namespaces" or all(
+                    isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], int) for item in message[1]):
+                return message
+    return None
+
+
 def _write_file(path, data, what):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
@@ -7586,7 +7698,18 @@ class Container:
             data = b""
         if not data:
             return ("eof",)
-        return marshal.loads(data)
+        message = _container_message(data)
+        if message is None:
+            # Not a message init sends: the command has taken over a PID 1
+            # it could (the bwrap personality's is dumpable) or its channel.
+            # End the container; wait() says why once it has exited.
+            if self._late_error is None:
+                self._late_error = SandboxError(
+                    "sandbox: a malformed message on the container's channel (the container "
+                    "was killed)", errno.EPROTO)
+            self.kill()
+            return ("malformed",)
+        return message
 
     # -- wait, kill, stop
     def wait(self, timeout=None):

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import functools
 import json
+import marshal
 import os
 import pathlib
 import pickle
@@ -4677,6 +4678,65 @@ def test_bwrap_init_holds_only_its_channel(bwrap):
     finally:
         launched.kill()
         launched.communicate()
+
+
+def test_container_messages_are_read_as_plain_values_only():
+    """What the caller reads off a container's channel: marshal's format for
+    the values init's messages hold, each message of a shape init sends;
+    everything else (other types, malformed or cut bytes) is refused."""
+    sent = [("exit", 0), ("exit", 3, "exited", 0, 0.001, 0.0, 0.25, 4096 * 10 ** 6),
+            ("exit", -2 ** 40), ("exec", 2, b"/no/such"), ("exec", 2, "chdir /x"),
+            ("error", "setup: \u00e9 \udcff", 5), ("pid", 123), ("ready",),
+            ("namespaces", [("ipc", 4026531839), ("mnt", 5)])]
+    for message in sent:
+        assert sandbox._container_message(marshal.dumps(message)) == message
+    values = [None, True, -2 ** 70, 1.5, "x" * 300, "\u20ac", b"y" * 300, (1, "a"), [("a", 1)]]
+    nested = (values, [values, tuple(values)], values)
+    assert sandbox._loads_plain(marshal.dumps(nested)) == nested
+    for refused in [b"", b"\x00", marshal.dumps(("exit", 0)) + b"x", marshal.dumps(("exit", "0")),
+                    marshal.dumps(("exit", True)), marshal.dumps(("nope",)),
+                    marshal.dumps(("namespaces", [1])), marshal.dumps(compile("1", "", "eval")),
+                    marshal.dumps(frozenset([1])), marshal.dumps({"a": 1}),
+                    marshal.dumps(((((((1,),),),),),)), b"r\x00\x00\x00\x00",
+                    b"(\xff\xff\xff\x7f"]:
+        assert sandbox._container_message(refused) is None, refused
+    shuffle = random.Random(15)
+    for _ in range(3000):       # cut or changed bytes: refused or read, never raised
+        data = bytearray(marshal.dumps(shuffle.choice(sent)))
+        data[shuffle.randrange(len(data))] = shuffle.randrange(256)
+        sandbox._container_message(bytes(data[:shuffle.randint(0, len(data))]))
+
+
+# The command, inside: it takes PID 1's channel (PID 1 is dumpable, as
+# bubblewrap's, so pidfd_getfd works) and sends what init never would.
+_FORGED_MESSAGES = r"""
+import ctypes, marshal, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+pidfd = libc.syscall(434, 1, 0)                   # pidfd_open(PID 1)
+(number,) = [int(fd) for fd in os.listdir("/proc/1/fd")]
+chan = libc.syscall(438, pidfd, number, 0)        # pidfd_getfd
+assert pidfd >= 0 and chan >= 0, ctypes.get_errno()
+print("sending", flush=True)
+os.write(chan, bytes.fromhex(sys.argv[1]))
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("forged", [b"\x00not marshal", marshal.dumps(("exit", "pwn")),
+                                    marshal.dumps(compile("1", "", "eval"))],
+                         ids=["garbage", "status-not-int", "code-object"])
+def test_bwrap_caller_refuses_messages_init_never_sends(bwrap, forged):
+    """A message on the channel that is none of init's (bytes marshal
+    cannot read, a status that is no number, a code object) ends the
+    container and gives one line, not a traceback in the caller nor a
+    status from the sandbox's words."""
+    cp = bwrap("--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
+               sys.executable if not bwrap.preexec else "/usr/bin/python3", "-c",
+               _FORGED_MESSAGES, forged.hex(), timeout=30)
+    assert cp.stdout == b"sending\n", cp
+    assert cp.stderr == b"bwrap: sandbox: a malformed message on the container's channel " \
+        b"(the container was killed)\n", cp.stderr
+    assert cp.returncode == 1, cp
 
 
 def test_bwrap_userns_block_fd_lets_another_process_write_the_maps(bwrap):
