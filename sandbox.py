@@ -5636,6 +5636,7 @@ def _init_serve(worker, from_worker, fprog, bwrap=None, set_up=None):
                     _set_rlimits(limits)
                     if limits["reap_worker"] and worker is not None:
                         os.waitpid(worker, WAIT_ALL)    # a process count is the command's
+                        worker = None   # (its pid may be another's next: counted, reaped)
                 if ruleset is not None:
                     _landlock_restrict(ruleset)
                 if "block" in held:
