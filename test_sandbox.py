@@ -5852,6 +5852,83 @@ def test_a_helper_whose_template_died_still_retires_cleanly():
     _run_forked(body, drop=False)
 
 
+def test_the_template_clones_mapped_spares_and_ends_on_a_bad_message(as_user):
+    """The template's loop, driven as the helper drives it: each socket sent
+    comes back as the pid of a spare that is its parent's child
+    (CLONE_PARENT) in a PID namespace of its own, with the shell key's ids
+    mapped before the pid comes (from outside for root's overflow ids,
+    from inside for a caller's own); a message with no fd or with more
+    than one ends the template (status 1), as EOF does (status 0)."""
+    def body():
+        key = (65534, 65534) + sandbox._default_host_ids() + (0, 0, sandbox._DEFAULT_SECCOMP, 0)
+        program = sandbox._compiled_filter(sandbox._DEFAULT_SECCOMP, sandbox.HOST_ARCH, None)
+        outside = sandbox._maps_from_outside(key[2], key[3])
+        assert outside == (os.geteuid() == 0)
+
+        def template():
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    ours.close()
+                    sandbox._template_main(theirs.fileno(), key, program)
+                finally:
+                    os._exit(2)
+            theirs.close()
+            return pid, ours
+
+        def status_of(pid):
+            deadline = time.monotonic() + 10
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return status >> 8
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise AssertionError("%d has not ended" % pid)
+                time.sleep(0.01)
+
+        pid, ours = template()
+        for message in (b"spare", b"spare+root"):
+            spare_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sandbox._send_fds(ours, message, [child_end.fileno()])
+            child_end.close()
+            spare = struct.unpack("q", ours.recv(8))[0]
+            assert spare > 0
+            with open("/proc/%d/status" % spare) as f:
+                status = dict(line.split(":", 1) for line in f.read().splitlines())
+            assert int(status["PPid"]) == os.getpid()
+            assert status["NSpid"].split()[1:] == ["1"]
+            def mapped(name):
+                with open("/proc/%d/%s" % (spare, name)) as f:
+                    return f.read().split()
+            deadline = time.monotonic() + 10
+            while not outside and not mapped("gid_map"):
+                assert time.monotonic() < deadline, "the spare did not map its ids"
+                time.sleep(0.01)         # (as it sets up, after its pid came)
+            assert mapped("uid_map") == ["65534", str(key[2]), "1"]
+            assert mapped("gid_map") == ["65534", str(key[3]), "1"]
+            with open("/proc/%d/setgroups" % spare) as f:
+                assert f.read() == "deny\n"
+            spare_end.close()          # its worker sees EOF: the spare ends
+            assert status_of(spare) == 0
+        sandbox._send_fds(ours, b"spare", [])
+        assert status_of(pid) == 1 and ours.recv(8) == b""
+        ours.close()
+        pid, ours = template()
+        first, second = os.pipe()
+        sandbox._send_fds(ours, b"spare", [first, second])
+        os.close(first)
+        os.close(second)
+        assert status_of(pid) == 1 and ours.recv(8) == b""
+        ours.close()
+        pid, ours = template()
+        ours.close()
+        assert status_of(pid) == 0
+    as_user(body)
+
+
 def test_a_caller_with_over_1024_fds_is_served():
     script = textwrap.dedent("""\
         import os, resource, sys; sys.path.insert(0, %r)
