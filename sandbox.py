@@ -4604,16 +4604,23 @@ _SHORT_STRINGS = (ord("z"), ord("Z"))     # ASCII, with a one-byte length
 _PLAIN_CONSTANTS = {ord("N"): None, ord("T"): True, ord("F"): False}
 _INT32 = struct.Struct("<i")
 _FLOAT64 = struct.Struct("<d")
+# Each field of a message: a range of ints or of floats (low, high), or the
+# types it may be.  Statuses are _wait_status's, as PID 1's and the
+# helper's; a value out of range would reach os.strerror, os._exit, kill.
+_ERRNO_RANGE = (0, 4095)
+_SECONDS_RANGE = (0.0, 1e9)
 _MESSAGE_SHAPES = {
-    "pid": [(int,)],
+    "pid": [((1, 1 << 22),)],
     "ready": [()],
     "namespaces": [(list,)],
-    "error": [(str, int)],
-    "exec": [(int, (str, bytes))],
+    "error": [(str, _ERRNO_RANGE)],
+    "exec": [(_ERRNO_RANGE, (str, bytes))],
     # status, or status and (Report status, signal, wall time, user and
     # system CPU seconds, max RSS)
-    "exit": [(int,), (int, str, int, float, float, float, int)],
+    "exit": [((0, 255),), ((0, 255), str, (0, 64), _SECONDS_RANGE, _SECONDS_RANGE,
+                           _SECONDS_RANGE, (0, 1 << 62))],
 }
+_NAMESPACE_NAMES = frozenset(("cgroup", "ipc", "mnt", "net", "pid", "uts"))
 
 
 def _loads_plain(data):
@@ -4685,13 +4692,45 @@ def _loads_plain(data):
     return result
 
 
+def _fits(field, kind):
+    """Whether a message's field is of `kind` (see _MESSAGE_SHAPES); an
+    int is no bool, and NaN is in no range."""
+    if isinstance(kind, tuple) and not isinstance(kind[0], type):
+        return type(field) is type(kind[0]) and kind[0] <= field <= kind[1]
+    return isinstance(field, kind)
+
+
+def _printable(text):
+    """text with what a terminal would act on (newlines, escapes) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   ("\\x%02x" if ord(c) < 0x100 else "\\u%04x" if ord(c) < 0x10000 else
+                    "\\U%08x") % ord(c) for c in text)
+
+
 def _container_message(data):
     """A message from a container's channel, or None when it is none that
-    init sends (see _MESSAGE_SHAPES)."""
+    init sends (see _MESSAGE_SHAPES); an error's text is made printable,
+    so that the command line says it in one line."""
     try:
         message = _loads_plain(data)
     except (ValueError, IndexError, struct.error):
         return None
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        return None
+    kind = message[0]
+    for shape in _MESSAGE_SHAPES.get(kind, ()):
+        if len(shape) == len(message) - 1 and all(
+                _fits(field, field_kind) for field, field_kind in zip(message[1:], shape)):
+            if kind == "namespaces" and not all(
+                    isinstance(item, tuple) and len(item) == 2 and item[0] in _NAMESPACE_NAMES
+                    and _fits(item[1], (0, 1 << 64)) for item in message[1]):
+                return None
+            if kind == "error":
+                return (kind, _printable(message[1]), message[2])
+            return message
+    return None
     if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
         return None
     for shape in _MESSAGE_SHAPES.get(message[0], ()):
@@ -7638,11 +7677,15 @@ class Container:
         (the helper sends one even when clone failed)."""
         kind = message[0]
         if kind == "pid":
-            self.pid = message[1]
+            # The helper's, once; a container cloned here has its pid from
+            # clone() (kill() signals it by number: none the sandbox names).
+            if not self._local and self.pid is None:
+                self.pid = message[1]
         elif kind == "ready":
             self._ready = True
         elif kind == "namespaces":
-            self._namespaces = message[1]
+            if self._namespaces is None:
+                self._namespaces = message[1]
         elif kind == "error":
             if self._late_error is None:
                 self._late_error = SandboxError(message[1], message[2])

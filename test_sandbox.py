@@ -4685,15 +4685,21 @@ def test_container_messages_are_read_as_plain_values_only():
     the values init's messages hold, each message of a shape init sends;
     everything else (other types, malformed or cut bytes) is refused."""
     sent = [("exit", 0), ("exit", 3, "exited", 0, 0.001, 0.0, 0.25, 4096 * 10 ** 6),
-            ("exit", -2 ** 40), ("exec", 2, b"/no/such"), ("exec", 2, "chdir /x"),
-            ("error", "setup: \u00e9 \udcff", 5), ("pid", 123), ("ready",),
+            ("exit", 255), ("exec", 2, b"/no/such"), ("exec", 2, "chdir /x"),
+            ("error", "setup: \u00e9", 5), ("pid", 123), ("ready",),
             ("namespaces", [("ipc", 4026531839), ("mnt", 5)])]
     for message in sent:
         assert sandbox._container_message(marshal.dumps(message)) == message
     values = [None, True, -2 ** 70, 1.5, "x" * 300, "\u20ac", b"y" * 300, (1, "a"), [("a", 1)]]
     nested = (values, [values, tuple(values)], values)
     assert sandbox._loads_plain(marshal.dumps(nested)) == nested
+    assert sandbox._container_message(marshal.dumps(("error", "a\nb\x1b\udcff", 1))) == \
+        ("error", "a\\x0ab\\x1b\\udcff", 1)
     for refused in [b"", b"\x00", marshal.dumps(("exit", 0)) + b"x", marshal.dumps(("exit", "0")),
+                    marshal.dumps(("exit", 256)), marshal.dumps(("exit", -1)),
+                    marshal.dumps(("exec", 2 ** 31, "x")), marshal.dumps(("pid", 0)),
+                    marshal.dumps(("exit", 0, "exited", 0, float("nan"), 0.0, 0.0, 0)),
+                    marshal.dumps(("namespaces", [('ipc"', 1)])),
                     marshal.dumps(("exit", True)), marshal.dumps(("nope",)),
                     marshal.dumps(("namespaces", [1])), marshal.dumps(compile("1", "", "eval")),
                     marshal.dumps(frozenset([1])), marshal.dumps({"a": 1}),
@@ -4713,29 +4719,42 @@ _FORGED_MESSAGES = r"""
 import ctypes, marshal, os, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 pidfd = libc.syscall(434, 1, 0)                   # pidfd_open(PID 1)
-(number,) = [int(fd) for fd in os.listdir("/proc/1/fd")]
+(number,) = [int(fd) for fd in os.listdir("/proc/1/fd")
+             if os.readlink("/proc/1/fd/" + fd).startswith("socket:")]
 chan = libc.syscall(438, pidfd, number, 0)        # pidfd_getfd
 assert pidfd >= 0 and chan >= 0, ctypes.get_errno()
 print("sending", flush=True)
-os.write(chan, bytes.fromhex(sys.argv[1]))
+for message in sys.argv[1].split(","):
+    os.write(chan, bytes.fromhex(message))
 time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("forged", [b"\x00not marshal", marshal.dumps(("exit", "pwn")),
-                                    marshal.dumps(compile("1", "", "eval"))],
-                         ids=["garbage", "status-not-int", "code-object"])
-def test_bwrap_caller_refuses_messages_init_never_sends(bwrap, forged):
+_MALFORMED = b"bwrap: sandbox: a malformed message on the container's channel " \
+    b"(the container was killed)\n"
+
+
+@pytest.mark.parametrize("forged, stderr", [
+    ([b"\x00not marshal"], _MALFORMED),
+    ([marshal.dumps(("exit", "pwn"))], _MALFORMED),
+    ([marshal.dumps(compile("1", "", "eval"))], _MALFORMED),
+    ([marshal.dumps(("exit", 2 ** 70))], _MALFORMED),             # os._exit's int
+    ([marshal.dumps(("exec", 2 ** 31, "x")), marshal.dumps(("exit", 1))], _MALFORMED),  # strerror's
+    ([marshal.dumps(("error", "\x1b[31mred\rover\nsecond line", 5)), marshal.dumps(("exit", 1))],
+     b"bwrap: \\x1b[31mred\\x0dover\\x0asecond line\n"),
+], ids=["garbage", "status-not-int", "code-object", "status-out-of-range",
+        "errno-out-of-range", "error-with-escapes"])
+def test_bwrap_caller_refuses_messages_init_never_sends(bwrap, forged, stderr):
     """A message on the channel that is none of init's (bytes marshal
-    cannot read, a status that is no number, a code object) ends the
-    container and gives one line, not a traceback in the caller nor a
-    status from the sandbox's words."""
+    cannot read, a status that is no number or out of range, a code object,
+    an errno out of range) ends the container and gives one line, not a
+    traceback in the caller nor a status from the sandbox's words; an
+    error's text is said in one line, its control characters escaped."""
     cp = bwrap("--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
                sys.executable if not bwrap.preexec else "/usr/bin/python3", "-c",
-               _FORGED_MESSAGES, forged.hex(), timeout=30)
+               _FORGED_MESSAGES, ",".join(message.hex() for message in forged), timeout=30)
     assert cp.stdout == b"sending\n", cp
-    assert cp.stderr == b"bwrap: sandbox: a malformed message on the container's channel " \
-        b"(the container was killed)\n", cp.stderr
+    assert cp.stderr == stderr, cp.stderr
     assert cp.returncode == 1, cp
 
 
