@@ -4731,17 +4731,6 @@ def _container_message(data):
                 return (kind, _printable(message[1]), message[2])
             return message
     return None
-    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
-        return None
-    for shape in _MESSAGE_SHAPES.get(message[0], ()):
-        if len(shape) == len(message) - 1 and all(
-                isinstance(field, kinds) and (kinds is not int or type(field) is not bool)
-                for field, kinds in zip(message[1:], shape)):
-            if message[0] != "namespaces" or all(
-                    isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-                    and isinstance(item[1], int) for item in message[1]):
-                return message
-    return None
 
 
 def _write_file(path, data, what):
