@@ -2629,8 +2629,7 @@ def _q(value):
         return repr(value)
     if value.isprintable() and "\\" not in value and '"' not in value:
         return '"%s"' % value       # nothing to escape: setup quotes every path it mounts
-    out = value.replace("\\", "\\\\").replace('"', '\\"')
-    return '"%s"' % "".join(c if c.isprintable() else "\\x%02x" % ord(c) for c in out)
+    return '"%s"' % _printable(value.replace("\\", "\\\\").replace('"', '\\"'))
 
 
 def _octal(value):
@@ -4701,7 +4700,8 @@ def _fits(field, kind):
 
 
 def _printable(text):
-    """text with what a terminal would act on (newlines, escapes) escaped."""
+    """text with what a terminal would act on (newlines, escapes) escaped,
+    as Go's %q escapes them (_q)."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else
@@ -5191,14 +5191,15 @@ def _fork_command(cfg, chan, stdio, extras, programs=()):
         except SandboxError:
             pass          # as bubblewrap: a policy denying capset does not stop it
         for program in programs:
-            fprog = _fprog(program)
-            if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog[0], 0, 0) < 0:
-                err = ctypes.get_errno()
-                _report_setup_failure(chan, SandboxError(
-                    "Unable to set up system call filtering as requested: prctl(PR_SET_SECCOMP) "
-                    "reported EINVAL. (Hint: this requires a kernel configured with "
-                    "CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER.)", err) if err == errno.EINVAL
-                    else SandboxError("seccomp: loading the filter: %s" % os.strerror(err), err))
+            try:
+                _load_filter(program)
+            except SandboxError as err:
+                if err.errno == errno.EINVAL:       # bubblewrap's words for it
+                    err = SandboxError(
+                        "Unable to set up system call filtering as requested: prctl(PR_SET_SECCOMP) "
+                        "reported EINVAL. (Hint: this requires a kernel configured with "
+                        "CONFIG_SECCOMP and CONFIG_SECCOMP_FILTER.)", err.errno)
+                _report_setup_failure(chan, err)
         os.write(hold_w, b"g")
     finally:
         os.close(hold_w)
